@@ -1,0 +1,88 @@
+"""Runs a config's sweep and writes its results table.
+
+  python -m experiments.sweep --config=experiments/configs/mf_ml100k.py \
+      --workdir=runs/mf_ml100k --name=mf_ml100k
+
+The config file defines `get_sweep()`: a list of dicts, each with 'model'
+and 'variant' labels (table rows), 'seed', and dotted config overrides under
+'overrides'.  Runs whose results.json exists are not repeated, so an
+interrupted sweep picks up where it stopped (and each run resumes from its
+own checkpoint).  Every run shares one frozen set of evaluation negatives.
+"""
+
+import importlib.util
+import json
+import shlex
+import sys
+from pathlib import Path
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from jaxrec import checkpoint, results
+from jaxrec.train.loop import train_and_evaluate
+
+_CONFIG = config_flags.DEFINE_config_file("config", lock_config=False)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Sweep root.", required=True)
+_NAME = flags.DEFINE_string("name", None, "Table name (results/<name>.*).",
+                            required=True)
+_RESULTS = flags.DEFINE_string("results_dir", "results", "Table directory.")
+_DATA_DIR = flags.DEFINE_string("data_dir", None, "Dataset root.")
+_METRICS = flags.DEFINE_list("metrics", ["HR@10", "NDCG@10", "MRR"],
+                             "Metrics in the table.")
+
+
+def load_sweep(config_path: str) -> tuple[list[dict], str]:
+  """`get_sweep()` and the NOTES string of a config file."""
+  spec = importlib.util.spec_from_file_location("sweep_config", config_path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_sweep(), getattr(module, "NOTES", "")
+
+
+def apply_overrides(config, overrides: dict):
+  config = config.copy_and_resolve_references()
+  for dotted, value in overrides.items():
+    *path, leaf = dotted.split(".")
+    node = config
+    for key in path:
+      node = node[key]
+    node[leaf] = value
+  return config
+
+
+def run_sweep(config, sweep: list[dict], root: Path) -> list[dict]:
+  runs = []
+  for entry in sweep:
+    overrides = {"seed": entry["seed"], **entry.get("overrides", {})}
+    cfg = apply_overrides(config, overrides)
+    cfg.eval.negatives_dir = str(root / "eval_negatives")
+    workdir = root / f"{entry['model']}-{entry['variant']}-seed{entry['seed']}"
+    done = workdir / "results.json"
+    if done.exists():
+      result = json.loads(done.read_text())
+    else:
+      logging.info("sweep run %s", workdir.name)
+      result = train_and_evaluate(cfg, workdir)
+    runs.append({**entry, "dataset": result["dataset"], "result": result})
+  return runs
+
+
+def main(argv):
+  del argv
+  checkpoint.quiet_orbax_logs()
+  config = _CONFIG.value
+  if _DATA_DIR.value:
+    config.data.dir = _DATA_DIR.value
+  sweep, notes = load_sweep(
+      config_flags.get_config_filename(flags.FLAGS["config"]))
+  runs = run_sweep(config, sweep, Path(_WORKDIR.value))
+  rows = results.aggregate(runs, tuple(_METRICS.value))
+  command = "python -m experiments.sweep " + " ".join(
+      shlex.quote(a) for a in sys.argv[1:])
+  paths = results.write(_NAME.value, rows, command, _RESULTS.value, notes)
+  print(paths[1].read_text())
+
+
+if __name__ == "__main__":
+  app.run(main)

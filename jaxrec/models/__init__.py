@@ -1,0 +1,1 @@
+"""Model families; each exposes `score(users, candidates) -> (B, N)`."""

@@ -1,0 +1,105 @@
+"""What every run leaves in its workdir: config, manifest, metrics.jsonl."""
+
+from __future__ import annotations
+
+import datetime
+import importlib.metadata
+import json
+import os
+import platform
+import subprocess
+from pathlib import Path
+
+import jax
+
+PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy",
+            "faiss-cpu", "ml_collections", "absl-py")
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def git_commit(short: bool = False) -> str:
+  """The repository's HEAD commit ('+dirty' when there are local changes),
+  or 'unknown' outside a git checkout."""
+  try:
+    args = ["git", "-C", str(REPO_ROOT), "rev-parse"] + (
+        ["--short"] if short else []) + ["HEAD"]
+    commit = subprocess.run(args, capture_output=True, text=True,
+                            check=True, timeout=10).stdout.strip()
+    dirty = subprocess.run(
+        ["git", "-C", str(REPO_ROOT), "status", "--porcelain",
+         "--untracked-files=no"], capture_output=True, text=True,
+        timeout=10).stdout.strip()
+    return commit + ("+dirty" if dirty else "")
+  except (OSError, subprocess.SubprocessError):
+    return "unknown"
+
+
+def machine() -> str:
+  """One line naming cores, memory and accelerator, e.g.
+  '2-core x86_64 CPU, 24 GiB, no accelerator'."""
+  try:
+    pages = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    memory = f", {round(pages / 2**30)} GiB"
+  except (ValueError, OSError):
+    memory = ""
+  accel = [d for d in jax.devices() if d.platform != "cpu"]
+  accel_text = (f"{len(accel)} x {accel[0].device_kind}" if accel
+                else "no accelerator")
+  return (f"{os.cpu_count()}-core {platform.machine()} CPU{memory}, "
+          f"{accel_text}")
+
+
+def manifest() -> dict:
+  versions = {}
+  for name in PACKAGES:
+    try:
+      versions[name] = importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+      versions[name] = None
+  return {
+      "git_commit": git_commit(),
+      "date": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+      "python": platform.python_version(),
+      "packages": versions,
+      "machine": machine(),
+      "devices": [str(d) for d in jax.devices()],
+      "process_count": jax.process_count(),
+  }
+
+
+def write_run_header(workdir: Path, config) -> None:
+  """Writes config.json and manifest.json (overwritten on resume)."""
+  workdir.mkdir(parents=True, exist_ok=True)
+  (workdir / "config.json").write_text(config.to_json_best_effort(indent=2))
+  (workdir / "manifest.json").write_text(json.dumps(manifest(), indent=2))
+
+
+class MetricsLog:
+  """Appends one JSON object per line to `<workdir>/metrics.jsonl`."""
+
+  def __init__(self, workdir: Path):
+    self.path = Path(workdir) / "metrics.jsonl"
+
+  def truncate_after(self, step: int) -> None:
+    """Drops records past `step`: a resumed run replays those steps."""
+    if not self.path.exists():
+      return
+    keep = [line for line in self.path.read_text().splitlines()
+            if line and json.loads(line).get("step", 0) <= step]
+    self.path.write_text("".join(line + "\n" for line in keep))
+
+  def write(self, record: dict) -> None:
+    with self.path.open("a") as f:
+      f.write(json.dumps(record, sort_keys=True) + "\n")
+
+  def read(self) -> list[dict]:
+    if not self.path.exists():
+      return []
+    return [json.loads(x) for x in self.path.read_text().splitlines() if x]
+
+
+def write_json(path: Path, obj) -> None:
+  """Writes JSON atomically (a reader never sees half a file)."""
+  tmp = Path(str(path) + ".tmp")
+  tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+  os.replace(tmp, path)
