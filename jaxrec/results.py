@@ -81,20 +81,32 @@ def to_markdown(header: dict, rows: list[dict], notes: str = "") -> str:
            f"- machine: {header['machine']}", ""]
   if notes:
     lines += [notes.strip(), ""]
-  cols = ["model", "variant", "protocol"] + names + [
-      "seeds", "epochs", "train s"]
+  extra = [(key, label, fmt) for key, label, fmt in (
+      ("seeds", "seeds", "{:d}"), ("epochs", "epochs", "{:.0f}"),
+      ("train_seconds", "train s", "{:.1f}"))
+           if any(key in row for row in rows)]
+  cols = ["model", "variant", "protocol"] + names + [e[1] for e in extra]
   lines += ["| " + " | ".join(cols) + " |",
             "|" + "---|" * len(cols)]
   for row in rows:
     cells = [row["model"], row["variant"], row["protocol"]]
     for m in names:
-      stat, paper = row["metrics"].get(m), row["paper"].get(m)
-      cell = f"{stat['mean']:.4f} ± {stat['std']:.4f}" if stat else "-"
-      cells.append(cell + (f" (paper {paper:.4f})" if paper else ""))
-    cells += [str(row["seeds"]), f"{row['epochs']:.0f}",
-              f"{row['train_seconds']:.1f}"]
+      stat, paper = row["metrics"].get(m), row.get("paper", {}).get(m)
+      cells.append(_cell(stat) + (f" (paper {paper:.4f})" if paper else ""))
+    cells += [fmt.format(row[key]) if key in row else "-"
+              for key, _, fmt in extra]
     lines.append("| " + " | ".join(cells) + " |")
   return "\n".join(lines) + "\n"
+
+
+def _cell(stat: dict | None) -> str:
+  """'0.7310 ± 0.0020' (4 decimals below 10, else 3 significant digits)."""
+  if not stat:
+    return "-"
+  mean, std = stat["mean"], stat["std"]
+  if abs(mean) >= 10:
+    return f"{mean:,.0f}" + (f" ± {std:,.0f}" if std else "")
+  return f"{mean:.4f} ± {std:.4f}"
 
 
 def read(path: str | Path) -> dict:

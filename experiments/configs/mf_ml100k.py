@@ -32,8 +32,10 @@ def get_config():
   c.train.batch_size = 256
   c.train.epochs = 40
   c.optim.name = "adamw"
-  c.optim.learning_rate = 0.002
-  c.optim.weight_decay = 0.0
+  # Chosen on validation full NDCG@10 (seed 0) from lr {0.001, 0.003} x
+  # weight decay {0, 0.05, 0.2}, for BCE and BPR alike.
+  c.optim.learning_rate = 0.001
+  c.optim.weight_decay = 0.05
   c.eval.patience = 5
   return c
 

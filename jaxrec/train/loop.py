@@ -100,6 +100,18 @@ def train_and_evaluate(config, workdir: str | Path) -> dict:
       "best_step": trainer.best_step})
 
 
+def _config_changes(old: dict, new: dict, prefix: str = "") -> list[str]:
+  """'key: old -> new' for every leaf that differs between two configs."""
+  out = []
+  for key in sorted(set(old) | set(new)):
+    a, b = old.get(key), new.get(key)
+    if isinstance(a, dict) and isinstance(b, dict):
+      out += _config_changes(a, b, f"{prefix}{key}.")
+    elif a != b and not (isinstance(a, list) and tuple(a) == b):
+      out.append(f"{prefix}{key}: {a!r} -> {b!r}")
+  return out
+
+
 def _crossed(before: int, after: int, every: int) -> bool:
   """Did the step count pass a multiple of `every` (0 = never)?"""
   return bool(every) and before // every != after // every
@@ -145,6 +157,10 @@ class _Trainer:
     if restored is not None:
       state, saved = restored
       meta.update(saved["position"])
+      changed = _config_changes(saved.get("config", {}), self.config.to_dict())
+      if changed:
+        logging.warning("resuming with a changed config: %s",
+                        "; ".join(changed))
       logging.info("resuming from step %d (epoch %d)", int(state.step),
                    meta["epoch"])
     self.log.truncate_after(int(state.step))
