@@ -112,7 +112,10 @@ def _pmap(loss_fn, devices) -> Launcher:
 
   def run(state, batches, key):
     state, metrics = mapped(state, batches, key)
-    return state, jax.tree.map(lambda m: m[0], metrics)  # equal after pmean
+    # Equal on every device after pmean; a static slice, not m[0], which
+    # would send the index to the device on every call.
+    return state, jax.tree.map(
+        lambda m: jax.lax.index_in_dim(m, 0, keepdims=False), metrics)
 
   return Launcher("pmap", n, put_state, get_state, put_batches, run)
 

@@ -72,22 +72,29 @@ def write(name: str, rows: list[dict], command: str, out_dir: str | Path,
 
 
 def to_markdown(header: dict, rows: list[dict], notes: str = "") -> str:
-  names = []
-  for row in rows:
-    names += [m for m in row["metrics"] if m not in names]
+  """The header, the notes, then one table per group of rows that share
+  their metric names (e.g. a benchmark's epoch rows and its eval rows)."""
   lines = [f"# {header['name']}", "",
            f"- command: `{header['command']}`",
            f"- date: {header['date']}, commit: {header['commit']}",
            f"- machine: {header['machine']}", ""]
   if notes:
     lines += [notes.strip(), ""]
+  groups: dict[tuple, list[dict]] = {}
+  for row in rows:
+    groups.setdefault(tuple(row["metrics"]), []).append(row)
+  for names, group in groups.items():
+    lines += _table(list(names), group) + [""]
+  return "\n".join(lines)
+
+
+def _table(names: list[str], rows: list[dict]) -> list[str]:
   extra = [(key, label, fmt) for key, label, fmt in (
       ("seeds", "seeds", "{:d}"), ("epochs", "epochs", "{:.0f}"),
       ("train_seconds", "train s", "{:.1f}"))
            if any(key in row for row in rows)]
   cols = ["model", "variant", "protocol"] + names + [e[1] for e in extra]
-  lines += ["| " + " | ".join(cols) + " |",
-            "|" + "---|" * len(cols)]
+  lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
   for row in rows:
     cells = [row["model"], row["variant"], row["protocol"]]
     for m in names:
@@ -96,17 +103,18 @@ def to_markdown(header: dict, rows: list[dict], notes: str = "") -> str:
     cells += [fmt.format(row[key]) if key in row else "-"
               for key, _, fmt in extra]
     lines.append("| " + " | ".join(cells) + " |")
-  return "\n".join(lines) + "\n"
+  return lines
 
 
 def _cell(stat: dict | None) -> str:
-  """'0.7310 ± 0.0020' (4 decimals below 10, else 3 significant digits)."""
+  """'0.7310 ± 0.0020' (4 decimals below 10, else whole numbers); no
+  '±' when the spread is exactly 0 (one measurement, or deterministic)."""
   if not stat:
     return "-"
   mean, std = stat["mean"], stat["std"]
   if abs(mean) >= 10:
     return f"{mean:,.0f}" + (f" ± {std:,.0f}" if std else "")
-  return f"{mean:.4f} ± {std:.4f}"
+  return f"{mean:.4f}" + (f" ± {std:.4f}" if std else "")
 
 
 def read(path: str | Path) -> dict:

@@ -144,7 +144,7 @@ def _child(args: list[str], devices: int = 1) -> dict:
 def _rows(epoch, evals, launch) -> list[dict]:
   row = lambda variant, protocol, metrics: {
       "model": "MF", "variant": variant, "dataset": "ml-1m",
-      "protocol": protocol, "seeds": 1,
+      "protocol": protocol,
       "metrics": {k: {"mean": v, "std": 0.0} for k, v in metrics.items()}}
   rows = [row(f"batch={e['batch_size']},steps_per_call={e['steps_per_call']}",
               "train-epoch", {k: e[k] for k in (

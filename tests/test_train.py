@@ -99,3 +99,10 @@ def test_mesh_launcher_through_the_loop_matches_single(tmp_path):
                             tmp_path / "mesh")
   for k, v in single["test"].items():
     assert mesh["test"][k] == pytest.approx(v, abs=2e-3), k
+
+
+@pytest.mark.parametrize("launcher", ["single", "pmap", "mesh"])
+def test_training_loop_makes_no_implicit_transfers(launcher, tmp_path):
+  config = _config(epochs=1, launcher=launcher, transfer_guard="disallow")
+  result = train_and_evaluate(config, tmp_path)
+  assert np.isfinite(result["test"]["full/NDCG@10"])

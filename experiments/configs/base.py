@@ -42,6 +42,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.train.log_every_steps = 1000
   c.train.checkpoint_every_steps = 0  # 0 = at the end of each epoch only
   c.train.halt_after_steps = 0    # >0: stop there unsaved (resume tests)
+  c.train.transfer_guard = "allow"  # 'disallow': fail on implicit transfers
 
   c.eval = ml_collections.ConfigDict()
   c.eval.every_epochs = 1

@@ -54,6 +54,8 @@ class MF(nn.Module):
       logits = jnp.einsum("bd,bnd->bn", u, v)
     if self.use_bias:
       item_b = self.item_bias(candidates)[..., 0]      # (N,) or (B, N)
+      if candidates.ndim == 1:
+        item_b = item_b[None, :]
       user_b = self.user_bias(users)                   # (B, 1)
       logits = logits + user_b + item_b + self.global_bias
     return logits
