@@ -16,6 +16,7 @@ import shlex
 import sys
 from pathlib import Path
 
+import ml_collections
 from absl import app, flags, logging
 from ml_collections import config_flags
 
@@ -40,13 +41,20 @@ def load_sweep(config_path: str) -> tuple[list[dict], str]:
   return module.get_sweep(), getattr(module, "NOTES", "")
 
 
-def apply_overrides(config, overrides: dict):
+def apply_overrides(config, overrides: dict, root: str = ""):
+  """A copy of `config` with dotted-key overrides; a dict value replaces a
+  whole block, and '{root}' in a string value becomes the sweep root (so a
+  run can name an earlier run's workdir, e.g. for pre-training)."""
   config = config.copy_and_resolve_references()
   for dotted, value in overrides.items():
     *path, leaf = dotted.split(".")
     node = config
     for key in path:
       node = node[key]
+    if isinstance(value, dict):
+      value = ml_collections.ConfigDict(value)
+    elif isinstance(value, str):
+      value = value.replace("{root}", root)
     node[leaf] = value
   return config
 
@@ -55,7 +63,7 @@ def run_sweep(config, sweep: list[dict], root: Path) -> list[dict]:
   runs = []
   for entry in sweep:
     overrides = {"seed": entry["seed"], **entry.get("overrides", {})}
-    cfg = apply_overrides(config, overrides)
+    cfg = apply_overrides(config, overrides, str(root))
     cfg.eval.negatives_dir = str(root / "eval_negatives")
     workdir = root / f"{entry['model']}-{entry['variant']}-seed{entry['seed']}"
     done = workdir / "results.json"

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 
-from jaxrec.data import movielens, splits, synthetic
+import numpy as np
+
+from jaxrec.data import movielens, ncf, splits, synthetic
 from jaxrec.data.download import default_data_dir
 from jaxrec.data.interactions import Interactions
 
-NAMES = ("synthetic", "ml-100k", "ml-1m")
+NAMES = ("synthetic", "ml-100k", "ml-1m", "ncf-ml1m")
 
 
 def resolve_data_dir(data_dir: str = "") -> str:
@@ -41,3 +43,20 @@ def split(data: Interactions, protocol: str, *, seed: int,
                               valid_ratio=valid_ratio, seed=seed)
   raise ValueError(f"unknown split {protocol!r}; expected 'loo-time', "
                    "'loo-random' or 'ratio'")
+
+
+def load_split(config_data, seed: int
+               ) -> tuple[splits.Split, np.ndarray | None]:
+  """(split, fixed test negatives or None) for a `config.data` block.
+
+  'ncf-ml1m' is the NCF paper's split with its own test negatives; every
+  other dataset is loaded and split by `config_data.split`.
+  """
+  if config_data.name == "ncf-ml1m":
+    return ncf.load_split(resolve_data_dir(config_data.dir), valid_seed=seed)
+  data = load(config_data.name, config_data.dir,
+              download=config_data.download,
+              synthetic_kwargs=config_data.synthetic.to_dict())
+  return split(data, config_data.split, seed=seed,
+               test_ratio=config_data.get("test_ratio", 0.2),
+               valid_ratio=config_data.get("valid_ratio", 0.0)), None

@@ -51,7 +51,8 @@ def _exclusions(parts: list[Interactions], users: np.ndarray):
 
 
 def leave_one_out_sets(split: Split, *, n_negatives: int, sampling: str,
-                       seed: int, cache_dir: str | Path
+                       seed: int, cache_dir: str | Path,
+                       test_negatives: np.ndarray | None = None
                        ) -> tuple[dict[str, EvalSet], str, str]:
   """Builds 'valid' and 'test' EvalSets with frozen sampled negatives.
 
@@ -63,6 +64,8 @@ def leave_one_out_sets(split: Split, *, n_negatives: int, sampling: str,
     seed: seed of the negatives (fixed per dataset, not per model run).
     cache_dir: the negatives file lives here, named after dataset, split
       fingerprint, sampling and seed, so every model reuses it.
+    test_negatives: (U_test, n) a paper's own fixed test negatives; then
+      only validation negatives are drawn and the label is the paper's.
 
   Returns:
     ({'valid': EvalSet, 'test': EvalSet}, protocol label, sha256 of negatives).
@@ -82,9 +85,13 @@ def leave_one_out_sets(split: Split, *, n_negatives: int, sampling: str,
 
   def draw():
     rng = np.random.default_rng([seed, 7919])
-    return {role: neg.distinct_negatives(part.users, everything, n_negatives,
-                                         rng, weights)
-            for role, part in (("valid", valid), ("test", test))}
+    out = {role: neg.distinct_negatives(part.users, everything, n_negatives,
+                                        rng, weights)
+           for role, part in (("valid", valid), ("test", test))
+           if not (role == "test" and test_negatives is not None)}
+    if test_negatives is not None:
+      out["test"] = np.asarray(test_negatives, np.int32)
+    return out
 
   name = (f"{train.name}-{split.fingerprint()}-{sampling}{n_negatives}"
           f"-seed{seed}.npz")
@@ -98,4 +105,7 @@ def leave_one_out_sets(split: Split, *, n_negatives: int, sampling: str,
     indptr, items = _exclusions(known, part.users)
     sets[role] = EvalSet(role, train.n_items, part.users, part.items, indptr, items,
                          arrays[role])
-  return sets, f"sampled-{sampling}-{n_negatives}", digest
+  label = (f"{split.protocol}-sampled-{n_negatives}"
+           if test_negatives is not None
+           else f"sampled-{sampling}-{n_negatives}")
+  return sets, label, digest

@@ -9,7 +9,6 @@ padding, like the embedding tables they feed.
 from __future__ import annotations
 
 import dataclasses
-import io
 import os
 from pathlib import Path
 import re
@@ -17,6 +16,7 @@ import re
 import numpy as np
 
 from jaxrec.data.download import ARCHIVES, default_data_dir, fetch
+from jaxrec.data import textio
 from jaxrec.data.errors import DataFormatError
 from jaxrec.data.interactions import Interactions
 
@@ -36,7 +36,6 @@ ML1M_OCCUPATIONS = tuple(
     "unemployed|writer".split("|"))
 PAD = "<pad>"
 _MAX_ID = np.iinfo(np.int32).max
-_SEP_NAMES = {"\t": "tab", ",": "comma"}
 _UIRT = ("user", "item", "rating", "timestamp")
 
 
@@ -109,7 +108,7 @@ def load_ml100k(data_dir: PathLike = None, *,
   """
   folder = _require(data_dir, "ml-100k", ("u.data",), download)
   path = folder / "u.data"
-  cols = _read_numeric(path, "\t", _UIRT)
+  cols = textio.read_numeric(path, "\t", _UIRT)
   _check_values(path, cols, _MAX_ID, _MAX_ID)
   n_users, n_items = int(cols["user"].max()), int(cols["item"].max())
   return Interactions(
@@ -136,7 +135,7 @@ def load_ml1m(data_dir: PathLike = None, *,
     parts = [(p, ",", _UIRT[:3]) for p in folds]
   tables = []
   for path, sep, names in parts:
-    tables.append(_read_numeric(path, sep, names))
+    tables.append(textio.read_numeric(path, sep, names))
     _check_values(path, tables[-1], _MAX_ID, _MAX_ID)
   col = {k: np.concatenate([t[k] for t in tables]) for k in parts[0][2]}
   raw_items, items = np.unique(col["item"], return_inverse=True)
@@ -153,7 +152,7 @@ def load_ml100k_users(data_dir: PathLike = None, *,
                       download: bool = False) -> Users:
   """`u.user`: id|age|gender|occupation|zip."""
   path = _require(data_dir, "ml-100k", ("u.user",), download) / "u.user"
-  rows = _read_fields(path, "utf-8", "|",
+  rows = textio.read_fields(path, "utf-8", "|",
                       ("user", "age", "gender", "occupation", "zip"))
   vocab = (PAD,) + tuple(sorted({r[3] for r in rows}))
   return _users(path, rows, lambda s, i: vocab.index(s), vocab)
@@ -163,10 +162,10 @@ def load_ml1m_users(data_dir: PathLike = None, *,
                     download: bool = False) -> Users:
   """`users.dat`: UserID::Gender::Age::Occupation::Zip-code."""
   path = _require(data_dir, "ml-1m", ("users.dat",), download) / "users.dat"
-  rows = _read_fields(path, "utf-8", "::",
+  rows = textio.read_fields(path, "utf-8", "::",
                       ("user", "gender", "age", "occupation", "zip"))
   rows = [[r[0], r[2], r[1], r[3], r[4]] for r in rows]
-  code = lambda s, i: _number(path, i, "occupation", s, int, 0, 20) + 1
+  code = lambda s, i: textio.number(path, i, "occupation", s, int, 0, 20) + 1
   return _users(path, rows, code, (PAD,) + ML1M_OCCUPATIONS)
 
 
@@ -175,7 +174,7 @@ def load_ml100k_items(data_dir: PathLike = None, *,
   """`u.item` (Latin-1): id|title|release|video release|url|19 genre flags."""
   path = _require(data_dir, "ml-100k", ("u.item",), download) / "u.item"
   names = ("item", "title", "release", "video release", "url") + ML100K_GENRES
-  rows = _read_fields(path, "latin-1", "|", names)
+  rows = textio.read_fields(path, "latin-1", "|", names)
   for i, r in enumerate(rows, 1):
     bad = [g for g, f in zip(ML100K_GENRES, r[5:]) if f not in ("0", "1")]
     if bad:
@@ -189,7 +188,7 @@ def load_ml1m_movies(data_dir: PathLike = None, *,
                      download: bool = False) -> Items:
   """`movies.dat` (Latin-1): MovieID::Title::Genres, genres '|'-separated."""
   path = _require(data_dir, "ml-1m", ("movies.dat",), download) / "movies.dat"
-  rows = _read_fields(path, "latin-1", "::", ("movie", "title", "genres"))
+  rows = textio.read_fields(path, "latin-1", "::", ("movie", "title", "genres"))
   for i, r in enumerate(rows, 1):
     unknown = set(r[2].split("|")) - set(ML1M_GENRES)
     if unknown:
@@ -220,95 +219,6 @@ def _root(data_dir: PathLike) -> Path:
   return Path(data_dir) if data_dir is not None else default_data_dir()
 
 
-def _decode(path: Path, raw: bytes, encoding: str, expected: str) -> str:
-  """`raw` as text; DataFormatError on bad bytes or an empty file."""
-  try:
-    text = raw.decode(encoding)
-  except UnicodeDecodeError as e:
-    line = raw.count(b"\n", 0, e.start) + 1
-    raise DataFormatError(
-        path, line, f"byte {raw[e.start:e.start + 1]!r} does not decode",
-        f"{encoding} text") from None
-  text = text.replace("\r\n", "\n").rstrip("\n")
-  if not text.strip():
-    raise DataFormatError(path, None, "the file is empty", expected)
-  return text
-
-
-def _layout(sep: str, names: tuple[str, ...]) -> str:
-  sep_name = _SEP_NAMES.get(sep, repr(sep))
-  return f"{len(names)} {sep_name}-separated fields {', '.join(names)}"
-
-
-def _split(path: Path, text: str, sep: str,
-           names: tuple[str, ...]) -> list[list[str]]:
-  """Fields of each line (line i + 1 is row i); raises on a wrong count."""
-  rows = [line.split(sep) for line in text.split("\n")]
-  for i, fields in enumerate(rows, 1):
-    if len(fields) != len(names):
-      raise DataFormatError(path, i, f"got {len(fields)} fields",
-                            _layout(sep, names))
-  return rows
-
-
-def _read_fields(path: Path, encoding: str, sep: str,
-                 names: tuple[str, ...]) -> list[list[str]]:
-  text = _decode(path, path.read_bytes(), encoding, _layout(sep, names))
-  return _split(path, text, sep, names)
-
-
-def _read_numeric(path: Path, sep: str,
-                  names: tuple[str, ...]) -> dict[str, np.ndarray]:
-  """Columns of a numeric file: (L,) int64, or float64 for "rating"."""
-  text = _decode(path, path.read_bytes(), "ascii", _layout(sep, names))
-  # loadtxt wants a one-character delimiter; "\x1f" never occurs in data
-  # that parses, and line breaks stay put so line numbers still hold.
-  delimiter = sep if len(sep) == 1 else "\x1f"
-  try:
-    table = np.loadtxt(io.StringIO(text.replace(sep, delimiter)),
-                       delimiter=delimiter, dtype=np.int64, comments=None,
-                       ndmin=2)
-  except (ValueError, OverflowError):
-    table = None
-  # loadtxt drops blank lines, so a shape mismatch also sends us to the scan;
-  # so do decimal ratings (never in MovieLens), which the scan accepts.
-  if table is None or table.shape != (text.count("\n") + 1, len(names)):
-    return _scan(path, text, sep, names)
-  cols = {n: table[:, j] for j, n in enumerate(names)}
-  if "rating" in cols:
-    cols["rating"] = cols["rating"].astype(np.float64)
-  return cols
-
-
-def _scan(path: Path, text: str, sep: str,
-          names: tuple[str, ...]) -> dict[str, np.ndarray]:
-  """Slow exact parse that raises for the first malformed line."""
-  values = [[] for _ in names]
-  for i, fields in enumerate(_split(path, text, sep, names), 1):
-    for column, name, field in zip(values, names, fields):
-      if name == "rating":
-        column.append(_number(path, i, name, field, float))
-      else:
-        column.append(_number(path, i, name, field, int, -2**63, 2**63 - 1))
-  return {n: np.asarray(v) for n, v in zip(names, values)}
-
-
-def _number(path: Path, line: int, name: str, text: str, kind: type,
-            lo: int | None = None, hi: int | None = None) -> int | float:
-  """`text` as `kind` (within [lo, hi] when given), else DataFormatError."""
-  noun, adjective = ("an integer", "an integer") if kind is int else (
-      "a number", "a numeric")
-  try:
-    value = kind(text)
-  except ValueError:
-    raise DataFormatError(path, line, f"{name} {text!r} is not {noun}",
-                          f"{adjective} {name}") from None
-  if lo is not None and not lo <= value <= hi:
-    raise DataFormatError(path, line, f"{name} {value} is out of range",
-                          f"{name} in [{lo}, {hi}]")
-  return value
-
-
 def _check_values(path: Path, cols: dict[str, np.ndarray], n_users: int,
                   n_items: int) -> None:
   """Raises for the first line with an id or rating out of range."""
@@ -331,7 +241,7 @@ def _check_values(path: Path, cols: dict[str, np.ndarray], n_users: int,
 def _users(path: Path, rows: list[list[str]], occupation_code,
            occupation_vocab: tuple[str, ...]) -> Users:
   """Users table from [id, age, gender, occupation, zip] rows."""
-  ids = [_number(path, i, "user", r[0], int, 1, _MAX_ID)
+  ids = [textio.number(path, i, "user", r[0], int, 1, _MAX_ID)
          for i, r in enumerate(rows, 1)]
   _check_unique(path, "user", ids)
   genders = (PAD,) + tuple(sorted({r[2] for r in rows}))
@@ -339,7 +249,7 @@ def _users(path: Path, rows: list[list[str]], occupation_code,
   age, gender, occupation = (np.zeros(n, np.int32) for _ in range(3))
   zip_code = np.full(n, "", dtype=object)
   for i, (u, r) in enumerate(zip(ids, rows), 1):
-    age[u] = _number(path, i, "age", r[1], int, 0, 200)
+    age[u] = textio.number(path, i, "age", r[1], int, 0, 200)
     gender[u] = genders.index(r[2])
     occupation[u] = occupation_code(r[3], i)
     zip_code[u] = r[4]
@@ -350,7 +260,7 @@ def _users(path: Path, rows: list[list[str]], occupation_code,
 def _items(path: Path, rows: list[list[str]], flags: list[list[int]],
            vocab: tuple[str, ...]) -> Items:
   """Items table from [id, title, ...] rows and (M, G) genre flags."""
-  ids = [_number(path, i, "item", r[0], int, 1, _MAX_ID)
+  ids = [textio.number(path, i, "item", r[0], int, 1, _MAX_ID)
          for i, r in enumerate(rows, 1)]
   _check_unique(path, "item", ids)
   order = np.argsort(ids, kind="stable")

@@ -23,18 +23,16 @@ from jaxrec.train import records, setup, tasks
 
 
 def _prepare_data(config, workdir: Path):
-  data = datasets.load(config.data.name, config.data.dir,
-                       download=config.data.download,
-                       synthetic_kwargs=config.data.synthetic.to_dict())
-  split = datasets.split(data, config.data.split, seed=config.data.split_seed)
+  split, test_negatives = datasets.load_split(config.data,
+                                              config.data.split_seed)
   neg_dir = config.eval.negatives_dir or workdir / "eval_negatives"
   sets, protocol, digest = evalsets.leave_one_out_sets(
       split, n_negatives=config.eval.n_negatives,
       sampling=config.eval.negative_sampling, seed=config.data.split_seed,
-      cache_dir=neg_dir)
+      cache_dir=neg_dir, test_negatives=test_negatives)
   logging.info("%s %s: %d train / %d valid / %d test; %d users kept in train "
                "only (fewer than 3 interactions); negatives sha256 %s",
-               data.name, split.protocol, len(split.train), len(split.valid),
+               split.train.name, split.protocol, len(split.train), len(split.valid),
                len(split.test), split.n_dropped_users, digest[:12])
   return split, sets, protocol, digest
 
@@ -154,6 +152,13 @@ class _Trainer:
     meta = {"epoch": 0, "step_in_epoch": 0, "best": None, "best_step": None,
             "bad_evals": 0, "train_seconds": 0.0}
     state = self.template
+    pretrained = self.config.model.get("pretrained")
+    if restored is None and pretrained and pretrained.gmf:
+      state = setup.init_from_pretrained(state, pretrained,
+                                         self.train.n_users,
+                                         self.train.n_items)
+      logging.info("NeuMF initialised from %s and %s", pretrained.gmf,
+                   pretrained.mlp)
     if restored is not None:
       state, saved = restored
       meta.update(saved["position"])

@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import jax
 import jax.numpy as jnp
+import ml_collections
 import optax
 
+from jaxrec import checkpoint
+from jaxrec.models import ncf
 from jaxrec.models.mf import MF
 from jaxrec.train.step import TrainState
 
-MODELS = {"mf": MF}
+MODELS = {"mf": MF, "gmf": ncf.GMF, "mlp": ncf.MLP, "neumf": ncf.NeuMF}
+_NOT_KWARGS = ("name", "pretrained")
 
 
 def build_model(model_config, n_users: int, n_items: int):
   """The Flax module named by `model_config.name`, other fields as kwargs."""
-  kwargs = {k: v for k, v in model_config.items() if k != "name"}
+  kwargs = {k: v for k, v in model_config.items() if k not in _NOT_KWARGS}
   try:
     cls = MODELS[model_config.name]
   except KeyError:
@@ -55,3 +62,30 @@ def score_fn(model):
     return model.apply({"params": params}, users, candidates, method="score")
 
   return score
+
+
+def pretrained_params(workdir: str | Path, n_users: int, n_items: int):
+  """The best-by-validation parameters of a finished run in `workdir`.
+
+  The run's own config.json rebuilds its model and optimiser, so the
+  checkpoint restores into exactly the structure it was saved with.
+  """
+  workdir = Path(workdir)
+  config = ml_collections.ConfigDict(
+      json.loads((workdir / "config.json").read_text()))
+  template = create_state(build_model(config.model, n_users, n_items),
+                          build_optimizer(config.optim), jax.random.key(0))
+  with checkpoint.Checkpointer(workdir / "checkpoints") as ckpt:
+    state, _ = ckpt.restore(template, which="best")
+  return state.params
+
+
+def init_from_pretrained(state: TrainState, pretrained, n_users: int,
+                         n_items: int) -> TrainState:
+  """NeuMF initialised from GMF and MLP runs (`pretrained.gmf`, `.mlp`
+  workdirs; output layer mixed with `pretrained.alpha`)."""
+  params = ncf.neumf_from_pretrained(
+      pretrained_params(pretrained.gmf, n_users, n_items),
+      pretrained_params(pretrained.mlp, n_users, n_items),
+      alpha=pretrained.alpha)
+  return state.replace(params=params, opt_state=state.tx.init(params))

@@ -1,0 +1,119 @@
+"""NCF models and the NCF paper's ML-1M split."""
+
+import os
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from jaxrec.models import ncf
+from jaxrec.train import setup
+
+
+def _params(model):
+  ids = jnp.ones((1,), jnp.int32)
+  return model.init(jax.random.key(0), ids, ids)["params"]
+
+
+def test_tower_follows_the_paper():
+  # Predictive factor 8 with 3 layers: embeddings 16, tower 32-16-8 (§4.1).
+  assert ncf.tower_widths(8, 3) == (32, 16, 8)
+  assert ncf.mlp_embed_dim(8, 3) == 16
+  params = _params(ncf.MLP(n_users=5, n_items=4, factors=8, layers=3))
+  assert params["user_embed"]["embedding"].shape == (6, 16)
+  assert params["tower"]["dense_0"]["kernel"].shape == (32, 32)
+  assert params["tower"]["dense_2"]["kernel"].shape == (16, 8)
+  assert params["out"]["kernel"].shape == (8, 1)
+  zero = _params(ncf.MLP(n_users=5, n_items=4, factors=8, layers=0))
+  assert zero["out"]["kernel"].shape == (16, 1)
+
+
+@pytest.mark.parametrize("cls", [ncf.GMF, ncf.MLP, ncf.NeuMF])
+def test_score_agrees_with_pairs(cls):
+  model = cls(n_users=6, n_items=9, factors=4)
+  params = _params(model)
+  users = jnp.array([1, 3, 6], jnp.int32)
+  shared = model.apply({"params": params}, users, jnp.arange(1, 10),
+                       method="score")
+  assert shared.shape == (3, 9)
+  pairs = model.apply({"params": params}, jnp.repeat(users, 9),
+                      jnp.tile(jnp.arange(1, 10), 3))
+  np.testing.assert_allclose(shared.reshape(-1), pairs, rtol=1e-5,
+                             atol=1e-7)
+
+
+def test_pretrained_neumf_mixes_gmf_and_mlp_logits():
+  n_users, n_items = 7, 11
+  gmf = ncf.GMF(n_users=n_users, n_items=n_items, factors=4)
+  mlp = ncf.MLP(n_users=n_users, n_items=n_items, factors=4, layers=2)
+  gp, mp = _params(gmf), _params(mlp)
+  gp = jax.tree.map(lambda x: x * 30, gp)  # non-trivial logits
+  mp = jax.tree.map(lambda x: x * 30, mp)
+  neumf = ncf.NeuMF(n_users=n_users, n_items=n_items, factors=4, layers=2)
+  params = ncf.neumf_from_pretrained(gp, mp, alpha=0.5)
+  # Same structure as a fresh NeuMF, so training can continue from it.
+  assert jax.tree.structure(params) == jax.tree.structure(_params(neumf))
+  u = jnp.arange(1, 8, dtype=jnp.int32)
+  i = jnp.arange(2, 9, dtype=jnp.int32)
+  want = 0.5 * gmf.apply({"params": gp}, u, i) + 0.5 * mlp.apply(
+      {"params": mp}, u, i)
+  got = neumf.apply({"params": params}, u, i)
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+  assert float(jnp.abs(want).max()) > 0.1
+
+
+def test_pretrained_params_round_trip_through_a_run(tmp_path):
+  from ml_collections import ConfigDict
+  from experiments.configs.base import base_config
+  from jaxrec.train.loop import train_and_evaluate
+
+  def config(model):
+    c = base_config()
+    c.data.synthetic.update(n_users=60, n_items=40, per_user=8)
+    c.model = ConfigDict(model)
+    c.train.update(epochs=1, batch_size=64)
+    c.eval.n_negatives = 10
+    return c
+
+  train_and_evaluate(config({"name": "gmf", "factors": 4}), tmp_path / "gmf")
+  train_and_evaluate(config({"name": "mlp", "factors": 4, "layers": 2}),
+                     tmp_path / "mlp")
+  c = config({"name": "neumf", "factors": 4, "layers": 2,
+              "pretrained": {"gmf": str(tmp_path / "gmf"),
+                             "mlp": str(tmp_path / "mlp"), "alpha": 0.5}})
+  c.optim.name = "sgd"
+  c.optim.learning_rate = 0.0  # no update: the result is the mixture
+  result = train_and_evaluate(c, tmp_path / "neumf")
+  gp = setup.pretrained_params(tmp_path / "gmf", 60, 40)
+  mp = setup.pretrained_params(tmp_path / "mlp", 60, 40)
+  neumf = setup.pretrained_params(tmp_path / "neumf", 60, 40)
+  np.testing.assert_array_equal(neumf["gmf_item_embed"]["embedding"],
+                                gp["item_embed"]["embedding"])
+  np.testing.assert_array_equal(neumf["tower"]["dense_1"]["kernel"],
+                                mp["tower"]["dense_1"]["kernel"])
+  assert np.isfinite(result["test"]["full/NDCG@10"])
+
+
+DATA = Path(os.environ.get("JAXREC_DATA_DIR", "/nonexistent"))
+
+
+@pytest.mark.skipif(not (DATA / "ncf/ml-1m.loo.test.csv").exists(),
+                    reason="NCF files not present")
+def test_ncf_split_matches_the_paper_counts():
+  from jaxrec.data import ncf as ncf_data
+  split, negatives = ncf_data.load_split(DATA)
+  assert len(split.train) + len(split.valid) == 994_169
+  assert len(split.test) == len(split.valid) == 6_040
+  assert negatives.shape == (6_040, 99)
+  # NCF's quirk: 156 users have their test item among the negatives.
+  assert int((negatives == split.test.items[:, None]).any(1).sum()) == 156
+  # No negative is a training or validation item of its user.
+  known = set(zip(np.r_[split.train.users, split.valid.users].tolist(),
+                  np.r_[split.train.items, split.valid.items].tolist()))
+  rows = np.repeat(split.test.users, 99)
+  assert not any((u, i) in known for u, i in
+                 zip(rows[:50_000].tolist(), negatives.ravel()[:50_000]
+                     .tolist()))
