@@ -236,11 +236,11 @@ class _Trainer:
 
   def _log_train(self, pending, step, n_steps, t_log) -> float:
     """Fetches pending metrics (the one host sync), checks, logs."""
-    now = time.perf_counter()
     if not pending:
-      return now
+      return time.perf_counter()
     losses = np.concatenate([np.asarray(m["loss"]) for m in jax.device_get(
         pending)])
+    now = time.perf_counter()  # after the fetch: dispatch is asynchronous
     if not np.all(np.isfinite(losses)):
       first = step - losses.size + int(np.argmin(np.isfinite(losses))) + 1
       last = self.ckpt.steps()
