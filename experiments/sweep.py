@@ -12,6 +12,7 @@ own checkpoint).  Every run shares one frozen set of evaluation negatives.
 
 import importlib.util
 import json
+import re
 import shlex
 import sys
 from pathlib import Path
@@ -29,6 +30,9 @@ _NAME = flags.DEFINE_string("name", None, "Table name (results/<name>.*).",
                             required=True)
 _RESULTS = flags.DEFINE_string("results_dir", "results", "Table directory.")
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "Dataset root.")
+_ONLY = flags.DEFINE_string(
+    "only", None, "Regex: run only the entries whose run name matches "
+    "(e.g. 'factors=(8|16)-'); the table then holds just those.")
 _METRICS = flags.DEFINE_list("metrics", ["HR@10", "NDCG@10", "MRR"],
                              "Metrics in the table.")
 
@@ -59,13 +63,20 @@ def apply_overrides(config, overrides: dict, root: str = ""):
   return config
 
 
-def run_sweep(config, sweep: list[dict], root: Path) -> list[dict]:
+def run_name(entry: dict) -> str:
+  return f"{entry['model']}-{entry['variant']}-seed{entry['seed']}"
+
+
+def run_sweep(config, sweep: list[dict], root: Path,
+              only: str | None = None) -> list[dict]:
   runs = []
   for entry in sweep:
+    if only and not re.search(only, run_name(entry)):
+      continue
     overrides = {"seed": entry["seed"], **entry.get("overrides", {})}
     cfg = apply_overrides(config, overrides, str(root))
     cfg.eval.negatives_dir = str(root / "eval_negatives")
-    workdir = root / f"{entry['model']}-{entry['variant']}-seed{entry['seed']}"
+    workdir = root / run_name(entry)
     done = workdir / "results.json"
     if done.exists():
       result = json.loads(done.read_text())
@@ -84,7 +95,7 @@ def main(argv):
     config.data.dir = _DATA_DIR.value
   sweep, notes = load_sweep(
       config_flags.get_config_filename(flags.FLAGS["config"]))
-  runs = run_sweep(config, sweep, Path(_WORKDIR.value))
+  runs = run_sweep(config, sweep, Path(_WORKDIR.value), _ONLY.value)
   rows = results.aggregate(runs, tuple(_METRICS.value))
   command = "python -m experiments.sweep " + " ".join(
       shlex.quote(a) for a in sys.argv[1:])

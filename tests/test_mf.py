@@ -58,3 +58,21 @@ def test_padding_rows_are_never_trained():
     after = np.asarray(state.params[table]["embedding"])
     np.testing.assert_array_equal(after[0], before[table]["embedding"][0])
     assert not np.allclose(after[1:], before[table]["embedding"][1:])
+
+
+def test_l2_adds_the_rows_squared_norms():
+  model = MF(n_users=5, n_items=4, dim=3)
+  state = setup.create_state(model, optax.sgd(0.1), jax.random.key(0))
+  batch = {"user": jnp.array([1, 2, 2], jnp.int32),
+           "item": jnp.array([1, 1, 4], jnp.int32),
+           "label": jnp.array([1.0, 0.0, 1.0])}
+  plain, _ = tasks.pointwise_loss(state.params, batch, None, state.apply_fn)
+  reg, _ = tasks.pointwise_loss(state.params, batch, None, state.apply_fn,
+                                l2=0.5)
+  p = state.params
+  norms = (np.sum(np.asarray(p["user_embed"]["embedding"])[[1, 2, 2]] ** 2,
+                  -1) +
+           np.sum(np.asarray(p["item_embed"]["embedding"])[[1, 1, 4]] ** 2,
+                  -1))
+  np.testing.assert_allclose(float(reg - plain), 0.5 * norms.mean(),
+                             rtol=1e-5)

@@ -106,3 +106,18 @@ def test_training_loop_makes_no_implicit_transfers(launcher, tmp_path):
   config = _config(epochs=1, launcher=launcher, transfer_guard="disallow")
   result = train_and_evaluate(config, tmp_path)
   assert np.isfinite(result["test"]["full/NDCG@10"])
+
+
+def test_validation_on_the_sampled_protocol_only(tmp_path):
+  config = _config(epochs=2)
+  config.eval.valid_full = False
+  config.eval.select = "sampled-uniform-50/NDCG@10"
+  result = train_and_evaluate(config, tmp_path)
+  log = [json.loads(x) for x in (tmp_path / "metrics.jsonl")
+         .read_text().splitlines()]
+  valid = [r for r in log if r["kind"] == "valid"]
+  assert valid and not any(k.startswith("full/") for k in valid[0])
+  assert "full/NDCG@10" in result["test"]  # test still reports both
+  config.eval.select = "full/NDCG@10"
+  with pytest.raises(ValueError, match="valid_full"):
+    train_and_evaluate(config, tmp_path / "bad")

@@ -35,6 +35,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.train.loss = "bce"            # 'bce' (pointwise) or 'bpr' (pairwise)
   c.train.negatives = 4           # sampled negatives per positive
   c.train.negative_sampling = "uniform"  # or 'popularity'
+  c.train.l2 = 0.0                # per-row embedding L2 (pointwise loss)
   c.train.batch_size = 256
   c.train.epochs = 10
   c.train.steps_per_call = 64     # steps per device dispatch (lax.scan)
@@ -50,6 +51,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.eval.n_negatives = 99
   c.eval.negative_sampling = "uniform"  # or 'popularity' (BERT4Rec)
   c.eval.select = "full/NDCG@10"  # validation metric for best / early stop
+  c.eval.valid_full = True        # False: validate on the sampled protocol
   c.eval.patience = 0             # evaluations without gain; 0 = off
   c.eval.chunk_size = 256         # users per full-ranking chunk
   c.eval.negatives_dir = ""       # '' -> <workdir>/eval_negatives

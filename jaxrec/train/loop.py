@@ -9,6 +9,7 @@ set is evaluated once, on the best-by-validation state.
 
 from __future__ import annotations
 
+import functools
 import time
 from pathlib import Path
 
@@ -37,19 +38,25 @@ def _prepare_data(config, workdir: Path):
   return split, sets, protocol, digest
 
 
-def _evaluate(score, params, sets, roles, protocol, config):
-  """{role: {'full/HR@10': ..., 'sampled-.../HR@10': ...}} and per-user."""
+def _evaluate(score, params, sets, roles, protocol, config, full=True):
+  """{role: {'full/HR@10': ..., 'sampled-.../HR@10': ...}} and per-user.
+
+  `full=False` skips full ranking (for per-epoch validation of models whose
+  full ranking is costly, e.g. NeuMF scoring every user-item pair).
+  """
   fn = jax.tree_util.Partial(score, params)
   ks = tuple(config.eval.ks)
   summary, per_user = {}, {}
   for role in roles:
     s = sets[role]
-    full = evaluate.full_ranking(
-        fn, s.users, s.targets, s.exclude_indptr, s.exclude_items,
-        s.n_items, chunk_size=config.eval.chunk_size, ks=ks)
-    sampled = evaluate.sampled_ranking(fn, s.users, s.candidates(), ks=ks)
+    results = [(protocol, evaluate.sampled_ranking(fn, s.users,
+                                                   s.candidates(), ks=ks))]
+    if full:
+      results.insert(0, ("full", evaluate.full_ranking(
+          fn, s.users, s.targets, s.exclude_indptr, s.exclude_items,
+          s.n_items, chunk_size=config.eval.chunk_size, ks=ks)))
     summary[role], per_user[role] = {}, {}
-    for label, values in (("full", full), (protocol, sampled)):
+    for label, values in results:
       for name, v in evaluate.summarize(values).items():
         summary[role][f"{label}/{name}"] = v
       for name, v in values.items():
@@ -126,6 +133,9 @@ class _Trainer:
     self.config, self.sets, self.protocol = config, sets, protocol
     self.train = split.train
     tc = config.train
+    if not config.eval.valid_full and config.eval.select.startswith("full/"):
+      raise ValueError(f"eval.select={config.eval.select!r} needs full "
+                       "ranking, but eval.valid_full is False")
     model = setup.build_model(config.model, self.train.n_users,
                               self.train.n_items)
     self.score = setup.score_fn(model)
@@ -140,8 +150,10 @@ class _Trainer:
     init_key, self.step_key = jax.random.split(root)
     self.template = setup.create_state(
         model, setup.build_optimizer(config.optim), init_key)
-    self.launcher = parallel.make_launcher(tc.launcher, self.task.loss,
-                                           tc.batch_size)
+    loss = self.task.loss
+    if tc.get("l2", 0.0):
+      loss = functools.partial(loss, l2=tc.l2)
+    self.launcher = parallel.make_launcher(tc.launcher, loss, tc.batch_size)
     self.ckpt = checkpoint.Checkpointer(workdir / "checkpoints")
     self.log = records.MetricsLog(workdir)
     self.halted = False
@@ -271,7 +283,7 @@ class _Trainer:
       return False
     params = self.launcher.get_state(self.state).params
     summary, _ = _evaluate(self.score, params, self.sets, ("valid",),
-                           self.protocol, self.config)
+                           self.protocol, self.config, full=ec.valid_full)
     value = summary["valid"][ec.select]
     improved = self.best is None or value > self.best
     if improved:

@@ -20,12 +20,19 @@ from jaxrec.data import negatives
 from jaxrec.data.interactions import Interactions
 
 
-def pointwise_loss(params, batch, key, apply_fn):
-  """Mean BCE of (user, item, label) rows; label 1 = observed."""
+def pointwise_loss(params, batch, key, apply_fn, l2: float = 0.0):
+  """Mean BCE of (user, item, label) rows; label 1 = observed.
+
+  `l2` > 0 adds l2 * ||embeddings of the row||^2 per row (the model's
+  `l2_penalty`), the per-example regularisation of Rendle et al. (2020).
+  """
   del key
   logits = apply_fn({"params": params}, batch["user"], batch["item"])
-  loss = losses.pointwise_bce(logits, batch["label"]).mean()
-  return loss, {}
+  per_row = losses.pointwise_bce(logits, batch["label"])
+  if l2:
+    per_row = per_row + l2 * apply_fn({"params": params}, batch["user"],
+                                      batch["item"], method="l2_penalty")
+  return per_row.mean(), {}
 
 
 def pairwise_loss(params, batch, key, apply_fn):
