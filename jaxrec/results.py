@@ -34,7 +34,9 @@ def aggregate(runs: list[dict], metrics: tuple[str, ...]) -> list[dict]:
   rows = []
   for (model, variant), members in groups.items():
     first = members[0]
-    for protocol in (first["result"]["protocol"], "full"):
+    labels = {k.split("/")[0] for k in first["result"]["test"]}
+    for protocol in [p for p in (first["result"]["protocol"], "full")
+                     if p in labels]:
       stats = {}
       for m in metrics:
         values = [r["result"]["test"].get(f"{protocol}/{m}") for r in members]

@@ -121,3 +121,24 @@ def test_validation_on_the_sampled_protocol_only(tmp_path):
   config.eval.select = "full/NDCG@10"
   with pytest.raises(ValueError, match="valid_full"):
     train_and_evaluate(config, tmp_path / "bad")
+
+
+def test_ratio_split_reports_multi_relevant_metrics(tmp_path, popularity):
+  config = _config()
+  config.data.update(split="ratio", test_ratio=0.25, valid_ratio=0.1)
+  config.eval.select = "random-75-25-full/NDCG@10"
+  result = train_and_evaluate(config, tmp_path / "mf")
+  assert result["protocol"] == "random-75-25-full"
+  names = set(result["test"])
+  assert {"random-75-25-full/" + m for m in (
+      "Recall@10", "Precision@10", "NDCG@10", "MAP@10")} <= names
+  config.model.name = "popularity"
+  pop = train_and_evaluate(config, tmp_path / "pop")
+  for m in ("NDCG@10", "Recall@10"):
+    key = "random-75-25-full/" + m
+    assert result["test"][key] > 1.3 * pop["test"][key], m
+  # Without a validation share, training runs its epochs and tests the last.
+  config.model.name = "mf"
+  config.data.valid_ratio = 0.0
+  last = train_and_evaluate(config, tmp_path / "noval")
+  assert "valid" not in last and last["test"]

@@ -14,8 +14,10 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.name = "synthetic"       # 'synthetic', 'ml-100k', 'ml-1m'
   c.data.dir = ""                 # '' -> $JAXREC_DATA_DIR or ~/.cache/jaxrec
   c.data.download = False         # fetch the GroupLens archive if missing
-  c.data.split = "loo-random"     # 'loo-time', 'loo-random'
+  c.data.split = "loo-random"     # 'loo-time', 'loo-random', 'ratio'
   c.data.split_seed = 0           # fixed per dataset: same split, same negatives
+  c.data.test_ratio = 0.2         # 'ratio' split only
+  c.data.valid_ratio = 0.0        # 'ratio' split only; 0 = no validation
   c.data.synthetic = ml_collections.ConfigDict(
       dict(n_users=1000, n_items=500, dim=8, per_user=30, seed=0))
 

@@ -40,6 +40,45 @@ class EvalSet:
     return np.concatenate([self.targets[:, None], self.negatives], axis=1)
 
 
+@dataclasses.dataclass(frozen=True)
+class RelevanceSet:
+  """One role of a ratio split: several held-out items per user.
+
+  Attributes:
+    users: (U,) int32 users with at least one held-out item.
+    relevant_indptr, relevant_items: CSR of each user's held-out items.
+    exclude_indptr, exclude_items: CSR of items masked in the ranking
+      (train items; for test also the validation items).
+  """
+
+  role: str
+  n_items: int
+  users: np.ndarray
+  relevant_indptr: np.ndarray
+  relevant_items: np.ndarray
+  exclude_indptr: np.ndarray
+  exclude_items: np.ndarray
+
+
+def ratio_sets(split: Split, test_ratio: float
+               ) -> tuple[dict[str, RelevanceSet], str]:
+  """'valid' (when the split has one) and 'test' RelevanceSets, and the
+  protocol label, e.g. 'random-75-25-full' for test_ratio 0.25."""
+  train, valid, test = split.train, split.valid, split.test
+  sets = {}
+  for role, part, known in (("valid", valid, [train]),
+                            ("test", test, [train, valid])):
+    if not len(part):
+      continue
+    users = np.unique(part.users).astype(np.int32)
+    rel_ptr, rel_items = _exclusions([part], users)
+    excl_ptr, excl_items = _exclusions(known, users)
+    sets[role] = RelevanceSet(role, train.n_items, users, rel_ptr, rel_items,
+                              excl_ptr, excl_items)
+  share = round(100 * test_ratio)
+  return sets, f"random-{100 - share}-{share}-full"
+
+
 def _exclusions(parts: list[Interactions], users: np.ndarray):
   ref = parts[0]
   known = neg.PositiveSets.build(

@@ -19,9 +19,7 @@ Legend: B = batch, N = candidates, F = predictive factors.
 from __future__ import annotations
 
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
-import numpy as np
 
 from jaxrec.models.layers import Tower, pair_grid
 
@@ -37,68 +35,101 @@ def mlp_embed_dim(factors: int, layers: int) -> int:
   return factors * 2 ** (layers - 1) // 2 if layers else factors
 
 
-class _PairModel(nn.Module):
-  """Shared `score`: every NCF model scores (user, item) pairs."""
+def _embed(n: int, dim: int) -> nn.Embed:
+  return nn.Embed(n + 1, dim, embedding_init=_EMBED_INIT)
 
-  def score(self, users: jnp.ndarray, candidates: jnp.ndarray) -> jnp.ndarray:
+
+class GMF(nn.Module):
+  n_users: int
+  n_items: int
+  factors: int = 8
+
+  def setup(self):
+    self.user_embed = _embed(self.n_users, self.factors)
+    self.item_embed = _embed(self.n_items, self.factors)
+    self.out = nn.Dense(1)
+
+  def __call__(self, users, items, train: bool = False):
+    """Logits (B,) for users (B,), items (B,)."""
+    return self.out(self.user_embed(users) * self.item_embed(items))[:, 0]
+
+  def score(self, users, candidates):
     """Logits (B, N) for users (B,) and candidates (N,) or (B, N)."""
-    u, i = pair_grid(users, candidates)
-    return self(u.reshape(-1), i.reshape(-1)).reshape(u.shape)
+    p = self.user_embed(users)                              # (B, F)
+    q = self.item_embed(candidates)                         # (N|B,N, F)
+    pq = p[:, None, :] * (q[None] if candidates.ndim == 1 else q)
+    return self.out(pq)[..., 0]
 
 
-class GMF(_PairModel):
-  n_users: int
-  n_items: int
-  factors: int = 8
-
-  @nn.compact
-  def __call__(self, users, items, train: bool = False):
-    """Logits (B,) for users (B,), items (B,)."""
-    p = nn.Embed(self.n_users + 1, self.factors, embedding_init=_EMBED_INIT,
-                 name="user_embed")(users)
-    q = nn.Embed(self.n_items + 1, self.factors, embedding_init=_EMBED_INIT,
-                 name="item_embed")(items)
-    return nn.Dense(1, name="out")(p * q)[:, 0]
-
-
-class MLP(_PairModel):
+class MLP(nn.Module):
   n_users: int
   n_items: int
   factors: int = 8
   layers: int = 3
 
-  @nn.compact
-  def __call__(self, users, items, train: bool = False):
-    """Logits (B,) for users (B,), items (B,)."""
+  def setup(self):
     dim = mlp_embed_dim(self.factors, self.layers)
-    p = nn.Embed(self.n_users + 1, dim, embedding_init=_EMBED_INIT,
-                 name="user_embed")(users)
-    q = nn.Embed(self.n_items + 1, dim, embedding_init=_EMBED_INIT,
-                 name="item_embed")(items)
-    h = Tower(tower_widths(self.factors, self.layers), name="tower")(
-        jnp.concatenate([p, q], axis=-1))
-    return nn.Dense(1, name="out")(h)[:, 0]
+    self.user_embed = _embed(self.n_users, dim)
+    self.item_embed = _embed(self.n_items, dim)
+    self.tower = Tower(tower_widths(self.factors, self.layers))
+    self.out = nn.Dense(1)
+
+  def __call__(self, users, items, train: bool = False):
+    """Logits (B,) for users (B,), items (B,)."""
+    return self.out(self.hidden(users, items))[:, 0]
+
+  def hidden(self, users, items):
+    """(B, F): the tower's output for pairs."""
+    return self.tower(jnp.concatenate(
+        [self.user_embed(users), self.item_embed(items)], axis=-1))
+
+  def hidden_grid(self, users, candidates):
+    """(B, N, F) for users (B,) and candidates (N,) or (B, N)."""
+    if candidates.ndim == 2 or not self.layers:
+      u, i = pair_grid(users, candidates)
+      return self.hidden(u.reshape(-1), i.reshape(-1)).reshape(
+          u.shape + (-1,))
+    h = self.tower.first_layer_grid(self.user_embed(users),
+                                    self.item_embed(candidates))
+    return self.tower.after_first(h)
+
+  def score(self, users, candidates):
+    """Logits (B, N) for users (B,) and candidates (N,) or (B, N)."""
+    return self.out(self.hidden_grid(users, candidates))[..., 0]
 
 
-class NeuMF(_PairModel):
+class NeuMF(nn.Module):
   n_users: int
   n_items: int
   factors: int = 8
   layers: int = 3
 
-  @nn.compact
+  def setup(self):
+    dim = mlp_embed_dim(self.factors, self.layers)
+    self.gmf_user_embed = _embed(self.n_users, self.factors)
+    self.gmf_item_embed = _embed(self.n_items, self.factors)
+    self.mlp_user_embed = _embed(self.n_users, dim)
+    self.mlp_item_embed = _embed(self.n_items, dim)
+    self.tower = Tower(tower_widths(self.factors, self.layers))
+    self.out = nn.Dense(1)
+
   def __call__(self, users, items, train: bool = False):
     """Logits (B,) for users (B,), items (B,)."""
-    f, dim = self.factors, mlp_embed_dim(self.factors, self.layers)
-    embed = lambda n, d, name: nn.Embed(n + 1, d, embedding_init=_EMBED_INIT,
-                                        name=name)
-    gmf = (embed(self.n_users, f, "gmf_user_embed")(users) *
-           embed(self.n_items, f, "gmf_item_embed")(items))
-    mlp = Tower(tower_widths(f, self.layers), name="tower")(
-        jnp.concatenate([embed(self.n_users, dim, "mlp_user_embed")(users),
-                         embed(self.n_items, dim, "mlp_item_embed")(items)],
-                        axis=-1))
-    return nn.Dense(1, name="out")(jnp.concatenate([gmf, mlp], axis=-1))[:, 0]
+    gmf = self.gmf_user_embed(users) * self.gmf_item_embed(items)
+    mlp = self.tower(jnp.concatenate(
+        [self.mlp_user_embed(users), self.mlp_item_embed(items)], axis=-1))
+    return self.out(jnp.concatenate([gmf, mlp], axis=-1))[:, 0]
+
+  def score(self, users, candidates):
+    """Logits (B, N) for users (B,) and candidates (N,) or (B, N)."""
+    if candidates.ndim == 2 or not self.layers:
+      u, i = pair_grid(users, candidates)
+      return self(u.reshape(-1), i.reshape(-1)).reshape(u.shape)
+    gmf = (self.gmf_user_embed(users)[:, None, :] *
+           self.gmf_item_embed(candidates)[None, :, :])     # (B, N, F)
+    mlp = self.tower.after_first(self.tower.first_layer_grid(
+        self.mlp_user_embed(users), self.mlp_item_embed(candidates)))
+    return self.out(jnp.concatenate([gmf, mlp], axis=-1))[..., 0]
 
 
 def neumf_from_pretrained(gmf_params: dict, mlp_params: dict,

@@ -26,11 +26,16 @@ from jaxrec.train import records, setup, tasks
 def _prepare_data(config, workdir: Path):
   split, test_negatives = datasets.load_split(config.data,
                                               config.data.split_seed)
-  neg_dir = config.eval.negatives_dir or workdir / "eval_negatives"
-  sets, protocol, digest = evalsets.leave_one_out_sets(
-      split, n_negatives=config.eval.n_negatives,
-      sampling=config.eval.negative_sampling, seed=config.data.split_seed,
-      cache_dir=neg_dir, test_negatives=test_negatives)
+  if split.protocol == "ratio":
+    sets, protocol = evalsets.ratio_sets(split, config.data.test_ratio)
+    digest = "none (no sampled negatives)"
+  else:
+    neg_dir = config.eval.negatives_dir or workdir / "eval_negatives"
+    sets, protocol, digest = evalsets.leave_one_out_sets(
+        split, n_negatives=config.eval.n_negatives,
+        sampling=config.eval.negative_sampling,
+        seed=config.data.split_seed, cache_dir=neg_dir,
+        test_negatives=test_negatives)
   logging.info("%s %s: %d train / %d valid / %d test; %d users kept in train "
                "only (fewer than 3 interactions); negatives sha256 %s",
                split.train.name, split.protocol, len(split.train), len(split.valid),
@@ -49,8 +54,15 @@ def _evaluate(score, params, sets, roles, protocol, config, full=True):
   summary, per_user = {}, {}
   for role in roles:
     s = sets[role]
-    results = [(protocol, evaluate.sampled_ranking(fn, s.users,
-                                                   s.candidates(), ks=ks))]
+    if isinstance(s, evalsets.RelevanceSet):
+      results = [(protocol, evaluate.full_ranking_multi(
+          fn, s.users, s.relevant_indptr, s.relevant_items,
+          s.exclude_indptr, s.exclude_items, s.n_items,
+          chunk_size=config.eval.chunk_size, ks=ks))]
+      full = False
+    else:
+      results = [(protocol, evaluate.sampled_ranking(fn, s.users,
+                                                     s.candidates(), ks=ks))]
     if full:
       results.insert(0, ("full", evaluate.full_ranking(
           fn, s.users, s.targets, s.exclude_indptr, s.exclude_items,
@@ -88,7 +100,7 @@ def train_and_evaluate(config, workdir: str | Path) -> dict:
   if config.model.name == "popularity":
     score = lambda counts, u, c: popularity_score_fn(counts)(u, c)
     summary, per_user = _evaluate(score, split.train.item_counts(), sets,
-                                  ("valid", "test"), protocol, config)
+                                  tuple(sets), protocol, config)
     return _finish(workdir, summary, per_user, {**info, "train_seconds": 0.0})
 
   trainer = _Trainer(config, workdir, split, sets, protocol)
@@ -96,8 +108,8 @@ def train_and_evaluate(config, workdir: str | Path) -> dict:
   if trainer.halted:
     return {}
   params = trainer.best_params()
-  summary, per_user = _evaluate(trainer.score, params, sets,
-                                ("valid", "test"), protocol, config)
+  summary, per_user = _evaluate(trainer.score, params, sets, tuple(sets),
+                                protocol, config)
   for role in summary:
     logging.info("best %s: %s", role, _fmt(summary[role]))
   return _finish(workdir, summary, per_user, {
@@ -278,8 +290,9 @@ class _Trainer:
     """Validates, checkpoints; True when early stopping says stop."""
     ec = self.config.eval
     last = self.epoch == self.config.train.epochs
-    if self.epoch % ec.every_epochs and not last:
-      self._save()
+    if "valid" not in self.sets or (self.epoch % ec.every_epochs
+                                    and not last):
+      self._save()  # no validation set: the last epoch is the result
       return False
     params = self.launcher.get_state(self.state).params
     summary, _ = _evaluate(self.score, params, self.sets, ("valid",),
