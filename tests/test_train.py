@@ -142,3 +142,31 @@ def test_ratio_split_reports_multi_relevant_metrics(tmp_path, popularity):
   config.data.valid_ratio = 0.0
   last = train_and_evaluate(config, tmp_path / "noval")
   assert "valid" not in last and last["test"]
+
+
+def test_refit_retrains_on_train_plus_valid_for_the_best_epochs(tmp_path):
+  config = _config(epochs=4)
+  config.data.update(split="ratio", test_ratio=0.25, valid_ratio=0.1)
+  config.eval.select = "random-75-25-full/NDCG@10"
+  plain = train_and_evaluate(config, tmp_path / "plain")
+  config.train.refit = True
+  refit = train_and_evaluate(config, tmp_path / "refit")
+  assert refit["valid"] == plain["valid"]            # phase 1 is the same
+  assert 1 <= refit["refit_epochs"] <= 4
+  assert refit["test"] != plain["test"]
+  steps = [json.loads(x)["step"] for x in (tmp_path / "refit/refit/"
+                                           "metrics.jsonl").read_text()
+           .splitlines()]
+  # The refit saw train + valid: more steps per epoch than phase 1.
+  per_epoch = plain["best_step"] / refit["refit_epochs"]
+  assert steps[-1] / refit["refit_epochs"] > per_epoch
+
+
+def test_a_restart_after_early_stopping_does_not_train_on(tmp_path):
+  config = _config(epochs=30)
+  config.eval.patience = 1
+  first = train_and_evaluate(config, tmp_path)
+  assert first["epochs"] < 30
+  again = train_and_evaluate(config, tmp_path)
+  assert again["epochs"] == first["epochs"]
+  assert again["test"] == first["test"]

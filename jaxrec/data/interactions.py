@@ -61,3 +61,16 @@ class Interactions:
   def item_counts(self) -> np.ndarray:
     """(n_items + 1,) int64 number of interactions per item (0 at padding)."""
     return np.bincount(self.items, minlength=self.n_items + 1)
+
+
+def concat(a: Interactions, b: Interactions) -> Interactions:
+  """`a` then `b` as one log (same id spaces)."""
+  if (a.n_users, a.n_items) != (b.n_users, b.n_items):
+    raise ValueError(f"{a.name} and {b.name} have different id spaces")
+  both = lambda x, y: None if x is None or y is None else np.concatenate(
+      [x, y])
+  return dataclasses.replace(
+      a, users=np.concatenate([a.users, b.users]),
+      items=np.concatenate([a.items, b.items]),
+      ratings=both(a.ratings, b.ratings),
+      timestamps=both(a.timestamps, b.timestamps))

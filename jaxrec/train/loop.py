@@ -9,6 +9,7 @@ set is evaluated once, on the best-by-validation state.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import time
 from pathlib import Path
@@ -18,7 +19,7 @@ import numpy as np
 from absl import logging
 
 from jaxrec import checkpoint, evaluate, parallel
-from jaxrec.data import datasets, evalsets, negatives
+from jaxrec.data import datasets, evalsets, interactions, negatives, splits
 from jaxrec.models.popularity import popularity_score_fn
 from jaxrec.train import records, setup, tasks
 
@@ -97,10 +98,12 @@ def train_and_evaluate(config, workdir: str | Path) -> dict:
   info = {"protocol": protocol, "negatives_sha256": digest,
           "dataset": split.train.name, "split": split.protocol}
 
+  refit = bool(config.train.get("refit")) and "valid" in sets
   if config.model.name == "popularity":
+    counts = (_merged(split) if refit else split).train.item_counts()
     score = lambda counts, u, c: popularity_score_fn(counts)(u, c)
-    summary, per_user = _evaluate(score, split.train.item_counts(), sets,
-                                  tuple(sets), protocol, config)
+    summary, per_user = _evaluate(score, counts, sets, tuple(sets), protocol,
+                                  config)
     return _finish(workdir, summary, per_user, {**info, "train_seconds": 0.0})
 
   trainer = _Trainer(config, workdir, split, sets, protocol)
@@ -110,11 +113,31 @@ def train_and_evaluate(config, workdir: str | Path) -> dict:
   params = trainer.best_params()
   summary, per_user = _evaluate(trainer.score, params, sets, tuple(sets),
                                 protocol, config)
+  extra = {"epochs": trainer.epoch, "best_step": trainer.best_step}
+  if refit:
+    # Retrain on train + validation for the selected number of epochs; test
+    # is read once, from the refit model.  Validation figures stay phase 1's.
+    cfg = config.copy_and_resolve_references()
+    cfg.train.epochs, cfg.train.refit = trainer.best_epoch, False
+    second = _Trainer(cfg, workdir / "refit", _merged(split),
+                      {"test": sets["test"]}, protocol)
+    train_seconds += second.run()
+    test, test_per_user = _evaluate(second.score, second.best_params(), sets,
+                                    ("test",), protocol, config)
+    summary.update(test)
+    per_user.update(test_per_user)
+    extra["refit_epochs"] = trainer.best_epoch
   for role in summary:
     logging.info("best %s: %s", role, _fmt(summary[role]))
   return _finish(workdir, summary, per_user, {
-      **info, "train_seconds": train_seconds, "epochs": trainer.epoch,
-      "best_step": trainer.best_step})
+      **info, "train_seconds": train_seconds, **extra})
+
+
+def _merged(split: splits.Split) -> splits.Split:
+  """The split with validation folded into train (for a refit)."""
+  return dataclasses.replace(
+      split, train=interactions.concat(split.train, split.valid),
+      valid=split.valid.select(np.zeros(len(split.valid), bool)))
 
 
 def _config_changes(old: dict, new: dict, prefix: str = "") -> list[str]:
@@ -174,7 +197,7 @@ class _Trainer:
   def _restore(self):
     restored = self.ckpt.restore_latest_good(self.template)
     meta = {"epoch": 0, "step_in_epoch": 0, "best": None, "best_step": None,
-            "bad_evals": 0, "train_seconds": 0.0}
+            "best_epoch": None, "bad_evals": 0, "train_seconds": 0.0}
     state = self.template
     pretrained = self.config.model.get("pretrained")
     if restored is None and pretrained and pretrained.gmf:
@@ -196,11 +219,13 @@ class _Trainer:
     self.state = self.launcher.put_state(state)
     self.epoch, self.step_in_epoch = meta["epoch"], meta["step_in_epoch"]
     self.best, self.best_step = meta["best"], meta["best_step"]
+    self.best_epoch = meta["best_epoch"]
     self.bad_evals, self.seconds = meta["bad_evals"], meta["train_seconds"]
 
   def _position(self) -> dict:
     return {"epoch": self.epoch, "step_in_epoch": self.step_in_epoch,
             "best": self.best, "best_step": self.best_step,
+            "best_epoch": self.best_epoch,
             "bad_evals": self.bad_evals, "train_seconds": self.seconds}
 
   def _save(self, metric=None):
@@ -220,7 +245,7 @@ class _Trainer:
     tc = self.config.train
     pending, t_log = [], time.perf_counter()
     step = int(self.launcher.get_state(self.state).step)
-    while self.epoch < tc.epochs:
+    while self.epoch < tc.epochs and not self._stopped_early():
       rng = negatives.epoch_rng(self.config.seed, self.epoch)
       batches = self.task.epoch(self.train, self.sampler, tc.negatives,
                                 tc.batch_size, rng)
@@ -257,6 +282,11 @@ class _Trainer:
         break
     self.ckpt.wait()
     return self.seconds
+
+  def _stopped_early(self) -> bool:
+    """Early stopping already fired (e.g. before a restart)."""
+    patience = self.config.eval.patience
+    return bool(patience) and self.bad_evals >= patience
 
   def _log_train(self, pending, step, n_steps, t_log) -> float:
     """Fetches pending metrics (the one host sync), checks, logs."""
@@ -301,10 +331,11 @@ class _Trainer:
     improved = self.best is None or value > self.best
     if improved:
       self.best, self.best_step, self.bad_evals = value, step, 0
+      self.best_epoch = self.epoch
     else:
       self.bad_evals += 1
     logging.info("epoch %d valid %s", self.epoch, _fmt(summary["valid"]))
     self.log.write({"step": step, "epoch": self.epoch, "kind": "valid",
                     **summary["valid"]})
     self._save(metric=value)
-    return bool(ec.patience) and self.bad_evals >= ec.patience
+    return self._stopped_early()
