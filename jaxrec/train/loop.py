@@ -39,8 +39,9 @@ def _prepare_data(config, workdir: Path):
         test_negatives=test_negatives)
   logging.info("%s %s: %d train / %d valid / %d test; %d users kept in train "
                "only (fewer than 3 interactions); negatives sha256 %s",
-               split.train.name, split.protocol, len(split.train), len(split.valid),
-               len(split.test), split.n_dropped_users, digest[:12])
+               split.train.name, split.protocol, len(split.train),
+               len(split.valid), len(split.test), split.n_dropped_users,
+               digest[:12])
   return split, sets, protocol, digest
 
 
@@ -111,8 +112,9 @@ def train_and_evaluate(config, workdir: str | Path) -> dict:
   if trainer.halted:
     return {}
   params = trainer.best_params()
-  summary, per_user = _evaluate(trainer.score, params, sets, tuple(sets),
-                                protocol, config)
+  roles = ("valid",) if refit else tuple(sets)  # a refit model reads test
+  summary, per_user = _evaluate(trainer.score, params, sets, roles, protocol,
+                                config)
   extra = {"epochs": trainer.epoch, "best_step": trainer.best_step}
   if refit:
     # Retrain on train + validation for the selected number of epochs; test
