@@ -110,13 +110,13 @@ def _table(names: list[str], rows: list[dict]) -> list[str]:
 
 def _cell(stat: dict | None) -> str:
   """'0.7310 ± 0.0020' (4 decimals below 10, else whole numbers); no
-  '±' when the spread is exactly 0 (one measurement, or deterministic)."""
+  '±' when the spread rounds to 0 (one measurement, or deterministic)."""
   if not stat:
     return "-"
   mean, std = stat["mean"], stat["std"]
   if abs(mean) >= 10:
-    return f"{mean:,.0f}" + (f" ± {std:,.0f}" if std else "")
-  return f"{mean:.4f}" + (f" ± {std:.4f}" if std else "")
+    return f"{mean:,.0f}" + (f" ± {std:,.0f}" if round(std) else "")
+  return f"{mean:.4f}" + (f" ± {std:.4f}" if round(std, 4) else "")
 
 
 def read(path: str | Path) -> dict:
