@@ -244,6 +244,13 @@ class _Trainer:
     return self.launcher.get_state(self.state).params
 
   def run(self) -> float:
+    """Trains to the end (or early stop); returns training seconds."""
+    try:
+      return self._run()
+    finally:
+      self.ckpt.wait()  # an in-flight save must land even on an error
+
+  def _run(self) -> float:
     tc = self.config.train
     pending, t_log = [], time.perf_counter()
     step = int(self.launcher.get_state(self.state).step)
