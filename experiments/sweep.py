@@ -33,6 +33,8 @@ _DATA_DIR = flags.DEFINE_string("data_dir", None, "Dataset root.")
 _ONLY = flags.DEFINE_string(
     "only", None, "Regex: run only the entries whose run name matches "
     "(e.g. 'factors=(8|16)-'); the table then holds just those.")
+_NOTE = flags.DEFINE_string(
+    "note", "", "Text added under the table's notes (e.g. what is partial).")
 _METRICS = flags.DEFINE_list("metrics", ["HR@10", "NDCG@10", "MRR"],
                              "Metrics in the table.")
 
@@ -99,6 +101,7 @@ def main(argv):
   rows = results.aggregate(runs, tuple(_METRICS.value))
   command = "python -m experiments.sweep " + " ".join(
       shlex.quote(a) for a in sys.argv[1:])
+  notes = "\n\n".join(x for x in (notes, _NOTE.value) if x)
   paths = results.write(_NAME.value, rows, command, _RESULTS.value, notes)
   print(paths[1].read_text())
 
