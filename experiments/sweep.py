@@ -12,6 +12,7 @@ own checkpoint).  Every run shares one frozen set of evaluation negatives.
 
 import importlib.util
 import json
+import os
 import re
 import shlex
 import sys
@@ -99,8 +100,10 @@ def main(argv):
       config_flags.get_config_filename(flags.FLAGS["config"]))
   runs = run_sweep(config, sweep, Path(_WORKDIR.value), _ONLY.value)
   rows = results.aggregate(runs, tuple(_METRICS.value))
-  command = "python -m experiments.sweep " + " ".join(
-      shlex.quote(a) for a in sys.argv[1:])
+  env = os.environ.get("JAXREC_DATA_DIR")
+  command = (f"JAXREC_DATA_DIR={shlex.quote(env)} " if env else "") + (
+      "python -m experiments.sweep " + " ".join(
+          shlex.quote(a) for a in sys.argv[1:]))
   notes = "\n\n".join(x for x in (notes, _NOTE.value) if x)
   paths = results.write(_NAME.value, rows, command, _RESULTS.value, notes)
   print(paths[1].read_text())

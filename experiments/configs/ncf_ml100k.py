@@ -26,7 +26,11 @@ from experiments.configs.base import base_config
 PROTOCOL = "random-75-25-full"
 NOTES = """MovieLens-100k, random 75/25 split stratified by user (5% of each user's
 data carved from the 75% for validation); top-10 over all items the user did
-not train on. Best epoch by validation NDCG@10. Mean ± std over 3 seeds.
+not train on. Best epoch by validation NDCG@10; rows marked 'refit' then
+retrain on the whole 75% (train + validation) for that many epochs, and
+test is read once, from the refit model. Mean ± std over 3 seeds.
+MAP@10 divides by min(10, relevant items), as Microsoft Recommenders'
+map_at_k does.
 Reference nDCG@10 from the Microsoft Recommenders benchmark: NCF 0.396,
 BPR 0.442."""
 
