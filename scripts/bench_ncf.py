@@ -4,7 +4,8 @@
   JAXREC_DATA_DIR=../shared/data python scripts/bench_ncf.py
 
 For GMF, MLP-3 and NeuMF at 64 predictive factors on MovieLens-1M shapes
-(6,040 users, 3,706 items), batch 256 (the paper's) and 4096: examples/s of
+(6,040 users, 3,706 items), batch 256 (the paper's) and 4096, and at 8
+factors with batch 256 (the dispatch-bound end): examples/s of
 the training step (BCE, Adam 1e-3) after warm-up, median of repeats, both
 frameworks in this one process; the wall time of one real NCF epoch
 (988k training positives + 4 negatives each); and achieved FLOP/s against
@@ -29,7 +30,7 @@ from jaxrec import parallel, results  # noqa: E402
 from jaxrec.models import ncf  # noqa: E402
 from jaxrec.train import setup, tasks  # noqa: E402
 
-N_USERS, N_ITEMS, FACTORS, LAYERS = 6040, 3706, 64, 3
+N_USERS, N_ITEMS, LAYERS = 6040, 3706, 3
 REPEATS = 5
 
 
@@ -43,8 +44,8 @@ def _median_seconds(fn, repeats=REPEATS) -> float:
   return float(np.median(times))
 
 
-def _jax_model(name):
-  kw = dict(n_users=N_USERS, n_items=N_ITEMS, factors=FACTORS)
+def _jax_model(name, factors):
+  kw = dict(n_users=N_USERS, n_items=N_ITEMS, factors=factors)
   return {"GMF": lambda: ncf.GMF(**kw),
           "MLP-3": lambda: ncf.MLP(layers=LAYERS, **kw),
           "NeuMF": lambda: ncf.NeuMF(layers=LAYERS, **kw)}[name]()
@@ -56,8 +57,8 @@ def _batches(rng, steps, batch):
           "label": rng.integers(0, 2, (steps, batch)).astype(np.float32)}
 
 
-def jax_examples_per_s(name, batch, steps_per_call) -> float:
-  state = setup.create_state(_jax_model(name), optax.adam(1e-3),
+def jax_examples_per_s(name, factors, batch, steps_per_call) -> float:
+  state = setup.create_state(_jax_model(name, factors), optax.adam(1e-3),
                              jax.random.key(0))
   launcher = parallel.make_launcher("single", tasks.pointwise_loss, batch)
   box = {"s": launcher.put_state(state)}
@@ -71,14 +72,14 @@ def jax_examples_per_s(name, batch, steps_per_call) -> float:
   return steps_per_call * batch / _median_seconds(run)
 
 
-def torch_examples_per_s(name, batch, steps) -> float:
+def torch_examples_per_s(name, factors, batch, steps) -> float:
   import torch
   from torch import nn
   torch.manual_seed(0)
-  dim = ncf.mlp_embed_dim(FACTORS, LAYERS)
+  dim = ncf.mlp_embed_dim(factors, LAYERS)
 
   def tower():
-    widths = (2 * dim,) + ncf.tower_widths(FACTORS, LAYERS)
+    widths = (2 * dim,) + ncf.tower_widths(factors, LAYERS)
     return nn.Sequential(*[m for a, b in zip(widths[:-1], widths[1:])
                            for m in (nn.Linear(a, b), nn.ReLU())])
 
@@ -86,13 +87,13 @@ def torch_examples_per_s(name, batch, steps) -> float:
     def __init__(self):
       super().__init__()
       if name in ("GMF", "NeuMF"):
-        self.gu = nn.Embedding(N_USERS + 1, FACTORS)
-        self.gi = nn.Embedding(N_ITEMS + 1, FACTORS)
+        self.gu = nn.Embedding(N_USERS + 1, factors)
+        self.gi = nn.Embedding(N_ITEMS + 1, factors)
       if name in ("MLP-3", "NeuMF"):
         self.mu = nn.Embedding(N_USERS + 1, dim)
         self.mi = nn.Embedding(N_ITEMS + 1, dim)
         self.tower = tower()
-      width = {"GMF": FACTORS, "MLP-3": FACTORS, "NeuMF": 2 * FACTORS}[name]
+      width = {"GMF": factors, "MLP-3": factors, "NeuMF": 2 * factors}[name]
       self.out = nn.Linear(width, 1)
       for p in self.parameters():
         if p.dim() == 2 and p.shape[0] > 1000:
@@ -124,13 +125,13 @@ def torch_examples_per_s(name, batch, steps) -> float:
   return steps * batch / _median_seconds(run, repeats=3)
 
 
-def flops_per_example(name) -> float:
+def flops_per_example(name, factors) -> float:
   """Dense-layer FLOPs of forward + backward (3x forward), per example."""
-  dim = ncf.mlp_embed_dim(FACTORS, LAYERS)
-  widths = (2 * dim,) + ncf.tower_widths(FACTORS, LAYERS)
+  dim = ncf.mlp_embed_dim(factors, LAYERS)
+  widths = (2 * dim,) + ncf.tower_widths(factors, LAYERS)
   tower = sum(a * b for a, b in zip(widths[:-1], widths[1:]))
-  macs = {"GMF": 2 * FACTORS, "MLP-3": tower + FACTORS,
-          "NeuMF": tower + 3 * FACTORS}[name]
+  macs = {"GMF": 2 * factors, "MLP-3": tower + factors,
+          "NeuMF": tower + 3 * factors}[name]
   return 3 * 2 * macs
 
 
@@ -150,7 +151,7 @@ def ncf_epoch_seconds(name) -> float:
   train = split.train
   sampler = tasks.NegativeSampler(negatives.PositiveSets.build(
       train.users, train.items, train.n_users, train.n_items))
-  state = setup.create_state(_jax_model(name), optax.adam(1e-3),
+  state = setup.create_state(_jax_model(name, 64), optax.adam(1e-3),
                              jax.random.key(0))
   launcher = parallel.make_launcher("single", tasks.pointwise_loss, 256)
   box = {"s": launcher.put_state(state), "epoch": 0}
@@ -175,18 +176,20 @@ def main():
   import torch
   peak = matmul_peak()
   rows = []
-  for batch, steps in ((256, 256), (4096, 32)):
+  for factors, batch, steps in ((64, 256, 256), (64, 4096, 32),
+                                (8, 256, 256)):
     for name in ("GMF", "MLP-3", "NeuMF"):
-      jx = jax_examples_per_s(name, batch, steps)
-      jx1 = jax_examples_per_s(name, batch, 1)
-      th = torch_examples_per_s(name, batch, min(steps, 64))
+      jx = jax_examples_per_s(name, factors, batch, steps)
+      jx1 = jax_examples_per_s(name, factors, batch, 1)
+      th = torch_examples_per_s(name, factors, batch, min(steps, 64))
       rows.append({
-          "model": name, "variant": f"factors=64,batch={batch}",
+          "model": name, "variant": f"factors={factors},batch={batch}",
           "dataset": "ml-1m shapes", "protocol": "train-step",
           "metrics": {k: {"mean": v, "std": 0.0} for k, v in {
               "jax_examples_per_s": jx, "jax_1step_examples_per_s": jx1,
               "torch_examples_per_s": th, "ratio_vs_torch": jx / th,
-              "flops_fraction_of_peak": jx * flops_per_example(name) / peak,
+              "flops_fraction_of_peak":
+                  jx * flops_per_example(name, factors) / peak,
           }.items()}})
       print(rows[-1]["variant"], name, {k: round(v["mean"], 3)
                                         for k, v in rows[-1]["metrics"]
