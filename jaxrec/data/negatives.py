@@ -11,6 +11,7 @@ once, saved with a sha256 and reused by every model and epoch
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import os
 from pathlib import Path
@@ -52,7 +53,7 @@ class PositiveSets:
 
   def contains(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
     """(M,) bool: is items[m] a positive of users[m]."""
-    keys = self._keys()
+    keys = self.keys
     query = users.astype(np.int64) * (self.n_items + 1) + items
     pos = np.searchsorted(keys, query)
     return keys[np.minimum(pos, keys.size - 1)] == query if keys.size else (
@@ -66,7 +67,9 @@ class PositiveSets:
                         counts)
     return rows, self.items[offsets + np.arange(counts.sum())]
 
-  def _keys(self) -> np.ndarray:
+  @functools.cached_property
+  def keys(self) -> np.ndarray:
+    """(P,) sorted user * (n_items + 1) + item, computed once."""
     users = np.repeat(np.arange(self.indptr.size - 1), self.counts())
     return users * (self.n_items + 1) + self.items
 
