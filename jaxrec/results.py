@@ -8,7 +8,6 @@ so that anyone can rerun them (SPEC §5).
 from __future__ import annotations
 
 import datetime
-import json
 from pathlib import Path
 
 import numpy as np
@@ -117,7 +116,3 @@ def _cell(stat: dict | None) -> str:
   if abs(mean) >= 10:
     return f"{mean:,.0f}" + (f" ± {std:,.0f}" if round(std) else "")
   return f"{mean:.4f}" + (f" ± {std:.4f}" if round(std, 4) else "")
-
-
-def read(path: str | Path) -> dict:
-  return json.loads(Path(path).read_text())

@@ -64,8 +64,3 @@ class MF(nn.Module):
     """(B,) squared norm of each row's user and item embeddings."""
     return (jnp.sum(self.user_embed(users) ** 2, -1) +
             jnp.sum(self.item_embed(items) ** 2, -1))
-
-  def embeddings(self, ids: jnp.ndarray, kind: str) -> jnp.ndarray:
-    """User or item embeddings (B, D), e.g. for a retrieval index."""
-    table = self.user_embed if kind == "user" else self.item_embed
-    return table(ids)

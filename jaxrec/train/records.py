@@ -92,10 +92,6 @@ class MetricsLog:
     with self.path.open("a") as f:
       f.write(json.dumps(record, sort_keys=True) + "\n")
 
-  def read(self) -> list[dict]:
-    if not self.path.exists():
-      return []
-    return [json.loads(x) for x in self.path.read_text().splitlines() if x]
 
 
 def write_json(path: Path, obj) -> None:
