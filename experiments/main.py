@@ -10,7 +10,7 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from jaxrec import checkpoint
-from jaxrec.train.loop import train_and_evaluate
+from jaxrec.train.families import train_and_evaluate
 
 _CONFIG = config_flags.DEFINE_config_file("config", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory.",

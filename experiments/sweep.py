@@ -23,7 +23,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from jaxrec import checkpoint, results
-from jaxrec.train.loop import train_and_evaluate
+from jaxrec.train.families import train_and_evaluate
 
 _CONFIG = config_flags.DEFINE_config_file("config", lock_config=False)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Sweep root.", required=True)
@@ -86,7 +86,8 @@ def run_sweep(config, sweep: list[dict], root: Path,
     else:
       logging.info("sweep run %s", workdir.name)
       result = train_and_evaluate(cfg, workdir)
-    runs.append({**entry, "dataset": result["dataset"], "result": result})
+    runs.append({**entry, "dataset": result.get("dataset", ""),
+                 "result": result})
   return runs
 
 

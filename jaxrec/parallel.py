@@ -60,10 +60,19 @@ class Launcher:
 
 
 def make_launcher(kind: str, loss_fn, batch_size: int,
-                  devices: list | None = None) -> Launcher:
-  """Builds a launcher; raises ValueError if the batch does not divide."""
+                  devices: list | None = None,
+                  train_step: Callable | None = None) -> Launcher:
+  """Builds a launcher; raises ValueError if the batch does not divide.
+
+  `train_step(state, batch, key) -> (state, metrics)` replaces the step
+  built from `loss_fn` (stateful training, e.g. a carried RNN state); only
+  the 'single' launcher takes one, since its state is not data-parallel.
+  """
   if kind not in KINDS:
     raise ValueError(f"unknown launcher {kind!r}; expected one of {KINDS}")
+  if train_step is not None and kind != "single":
+    raise ValueError(f"a custom train_step runs on the 'single' launcher "
+                     f"only, not {kind!r}")
   if kind == "single":
     devices = (devices or jax.local_devices())[:1]
   elif kind == "pmap":
@@ -74,15 +83,20 @@ def make_launcher(kind: str, loss_fn, batch_size: int,
     raise ValueError(
         f"batch size {batch_size} does not divide by the {len(devices)} "
         f"devices of the {kind!r} launcher; use a multiple of {len(devices)}")
-  build = {"single": _single, "pmap": _pmap, "mesh": _mesh}[kind]
+  if kind == "single":
+    return _single(train_step or make_train_step(loss_fn), devices)
+  build = {"pmap": _pmap, "mesh": _mesh}[kind]
   return build(loss_fn, devices)
 
 
-def _single(loss_fn, devices) -> Launcher:
+def _single(train_step, devices) -> Launcher:
   device = devices[0]
   put = lambda tree: jax.device_put(tree, device)
-  run = jax.jit(scan_steps(make_train_step(loss_fn)), donate_argnums=0)
-  return Launcher("single", 1, put, lambda s: s, put, run)
+  # A copy, so that donating the state never deletes the caller's arrays
+  # (e.g. a template that is also the restore target).
+  put_state = lambda tree: jax.device_put(tree, device, may_alias=False)
+  run = jax.jit(scan_steps(train_step), donate_argnums=0)
+  return Launcher("single", 1, put_state, lambda s: s, put, run)
 
 
 def _pmap(loss_fn, devices) -> Launcher:
@@ -138,6 +152,6 @@ def _mesh(loss_fn, devices) -> Launcher:
 
   return Launcher(
       "mesh", len(devices),
-      put_state=lambda s: jax.device_put(s, replicated),
+      put_state=lambda s: jax.device_put(s, replicated, may_alias=False),
       get_state=lambda s: jax.device_put(s, jax.local_devices()[0]),
       put_batches=put_batches, run=run)

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from experiments import sweep
+from jaxrec.train import families
 
 CONFIGS = sorted(p for p in (Path(__file__).parents[1] / "experiments" /
                              "configs").glob("*.py")
@@ -29,6 +30,7 @@ def test_config_builds_and_documents_its_command(path):
   config = module.get_config()
   assert "python -m experiments." in module.__doc__
   assert config.model.name and config.data.name
+  assert config.get("family", "ranking") in families.FAMILIES
   if hasattr(module, "get_sweep"):
     for entry in module.get_sweep():
       assert {"model", "variant", "seed"} <= set(entry)
