@@ -8,6 +8,11 @@ and 'variant' labels (table rows), 'seed', and dotted config overrides under
 'overrides'.  Runs whose results.json exists are not repeated, so an
 interrupted sweep picks up where it stopped (and each run resumes from its
 own checkpoint).  Every run shares one frozen set of evaluation negatives.
+
+Each cell also gets a paired test (`--significance`) of the row against a
+reference row on the runs' per-user test metrics, averaged over seeds: the
+entry marked `'baseline': True`, or `--baseline`, else the best row of each
+protocol and metric.
 """
 
 import importlib.util
@@ -38,6 +43,15 @@ _NOTE = flags.DEFINE_string(
     "note", "", "Text added under the table's notes (e.g. what is partial).")
 _METRICS = flags.DEFINE_list("metrics", ["HR@10", "NDCG@10", "MRR"],
                              "Metrics in the table.")
+_SIGNIFICANCE = flags.DEFINE_enum(
+    "significance", "paired-t", ["paired-t", "wilcoxon", "paired-bootstrap",
+                                 "none"],
+    "Paired test of each row against the reference row on per-user test "
+    "metrics (mean over seeds); 'none' leaves p-values out.")
+_BASELINE = flags.DEFINE_string(
+    "baseline", None, "Reference row as '<model>-<variant>' (a run name "
+    "without '-seed<N>'); default: the sweep entry with 'baseline': True, "
+    "else the best row of each protocol and metric.")
 
 
 def load_sweep(config_path: str) -> tuple[list[dict], str]:
@@ -70,6 +84,20 @@ def run_name(entry: dict) -> str:
   return f"{entry['model']}-{entry['variant']}-seed{entry['seed']}"
 
 
+def reference(sweep: list[dict],
+              name: str | None = None) -> tuple[str, str] | None:
+  """(model, variant) of the row named `name` ('<model>-<variant>') or of
+  the entry marked 'baseline'; None (the best row) when neither is."""
+  for entry in sweep:
+    label = f"{entry['model']}-{entry['variant']}"
+    if (label == name) if name else entry.get("baseline"):
+      return entry["model"], entry["variant"]
+  if name:
+    raise ValueError(f"--baseline: no sweep entry named {name!r}; expected "
+                     "'<model>-<variant>' of an entry of get_sweep()")
+  return None
+
+
 def run_sweep(config, sweep: list[dict], root: Path,
               only: str | None = None) -> list[dict]:
   runs = []
@@ -87,7 +115,7 @@ def run_sweep(config, sweep: list[dict], root: Path,
       logging.info("sweep run %s", workdir.name)
       result = train_and_evaluate(cfg, workdir)
     runs.append({**entry, "dataset": result.get("dataset", ""),
-                 "result": result})
+                 "result": result, "workdir": str(workdir)})
   return runs
 
 
@@ -101,6 +129,10 @@ def main(argv):
       config_flags.get_config_filename(flags.FLAGS["config"]))
   runs = run_sweep(config, sweep, Path(_WORKDIR.value), _ONLY.value)
   rows = results.aggregate(runs, tuple(_METRICS.value))
+  if _SIGNIFICANCE.value != "none":
+    rows = results.significance(
+        runs, rows, tuple(_METRICS.value), test=_SIGNIFICANCE.value,
+        reference=reference(sweep, _BASELINE.value))
   env = os.environ.get("JAXREC_DATA_DIR")
   command = (f"JAXREC_DATA_DIR={shlex.quote(env)} " if env else "") + (
       "python -m experiments.sweep " + " ".join(

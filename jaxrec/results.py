@@ -2,7 +2,9 @@
 
 A row is one (model, variant, protocol) with mean and standard deviation of
 each metric over seeds; the files name the command, date, commit and machine
-so that anyone can rerun them (SPEC §5).
+so that anyone can rerun them (SPEC §5).  `significance` adds, per
+protocol and metric, a paired test of each row against a reference row on
+the runs' per-user metrics (`per_user.npz`).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from jaxrec import abtest
 from jaxrec.train import records
 
 
@@ -54,6 +57,121 @@ def aggregate(runs: list[dict], metrics: tuple[str, ...]) -> list[dict]:
           "train_seconds": float(np.mean([r["result"]["train_seconds"]
                                           for r in members]))})
   return rows
+
+
+def significance(runs: list[dict], rows: list[dict],
+                 metrics: tuple[str, ...], *,
+                 reference: tuple[str, str] | None = None,
+                 test: str = "paired-t", role: str = "test") -> list[dict]:
+  """Rows of `aggregate`, each metric tested against a reference row.
+
+  For each protocol and metric, every row's per-user values (the mean over
+  its seeds, from each run's `<workdir>/per_user.npz`) are compared with
+  the reference row's by a paired test (`abtest.PAIRED_TESTS`).  The
+  reference is `reference` = (model, variant) if it has the protocol, else
+  the best row that can be tested (highest mean; lowest for a metric named
+  '*loss*').  A group with a run lacking `workdir`, the file or the key
+  gets no test.
+
+  Returns:
+    Copies of `rows`; a tested row gets `significance[metric]` =
+    {'test', 'reference' ('model variant'), 'p', 'diff' (row - reference,
+    the mean per-user difference), 'ci' (of diff, or None)}, and the
+    reference row {'test', 'reference': None}.
+
+  Raises:
+    ValueError: two runs were evaluated on different users (their per-user
+      lengths, negatives digests or stored user ids differ).
+  """
+  if test not in abtest.PAIRED_TESTS:
+    raise ValueError(f"test={test!r}; expected one of "
+                     f"{sorted(abtest.PAIRED_TESTS)}")
+  groups: dict[tuple, list[dict]] = {}
+  for run in runs:
+    groups.setdefault((run["model"], run["variant"]), []).append(run)
+  rows = [{**row, "significance": {}} for row in rows]
+  for protocol in dict.fromkeys(row["protocol"] for row in rows):
+    members = [r for r in rows if r["protocol"] == protocol]
+    for m in metrics:
+      have = [r for r in members if m in r["metrics"]]
+      key = f"{role}/{protocol}/{m}"
+      loaded = {id(r): _load(groups[(r["model"], r["variant"])], key, role)
+                for r in have}
+      _check_same_users([x for runs_ in loaded.values() if runs_
+                         for x in runs_], key)
+      # Seeds pooled: the per-user mean over a row's runs.
+      values = {k: None if v is None else np.mean([x[1] for x in v], axis=0)
+                for k, v in loaded.items()}
+      testable = [r for r in have if values[id(r)] is not None]
+      ref = _reference(have, testable, m, reference)
+      if ref is None or values[id(ref)] is None:
+        continue
+      others = [r for r in testable if r is not ref]
+      if others:
+        ref["significance"][m] = {"test": test, "reference": None}
+      for row in others:
+        res = abtest.PAIRED_TESTS[test](values[id(ref)], values[id(row)])
+        row["significance"][m] = {
+            "test": test, "reference": f"{ref['model']} {ref['variant']}",
+            "p": float(res.p_value), "diff": float(res.estimate),
+            "ci": None if res.ci is None else [float(x) for x in res.ci]}
+  for row in rows:
+    if not row["significance"]:
+      del row["significance"]
+  return rows
+
+
+def _reference(rows: list[dict], testable: list[dict], metric: str,
+               named: tuple[str, str] | None) -> dict | None:
+  """The named row if `rows` has it, else the best of `testable`."""
+  for row in rows:
+    if named and (row["model"], row["variant"]) == tuple(named):
+      return row
+  if not testable:
+    return None
+  sign = -1 if "loss" in metric.lower() else 1
+  return max(testable, key=lambda r: sign * r["metrics"][metric]["mean"])
+
+
+def _load(runs: list[dict], key: str, role: str) -> list[tuple] | None:
+  """[(run, (U,) values, (U,) user ids or None)] for each run, or None if
+  any run lacks its workdir, per_user.npz or `key`."""
+  loaded = []
+  for run in runs:
+    path = Path(run.get("workdir", "")) / "per_user.npz"
+    if "workdir" not in run or not path.exists():
+      return None
+    with np.load(path) as f:
+      if key not in f:
+        return None
+      users_key = next((k for k in (key.rsplit("/", 1)[0] + "/users",
+                                    f"{role}/users") if k in f), None)
+      loaded.append((run, f[key].astype(np.float64),
+                     f[users_key] if users_key else None))
+  return loaded
+
+
+def _check_same_users(loaded: list[tuple], key: str):
+  """Every run in `loaded` scored the same users in the same order."""
+  if not loaded:
+    return
+  first, v0, users0 = loaded[0]
+  for run, v, users in loaded[1:]:
+    problems = []
+    if len(v) != len(v0):
+      problems.append(f"{len(v)} users vs {len(v0)}")
+    digests = [r["result"].get("negatives_sha256") for r in (run, first)]
+    if None not in digests and digests[0] != digests[1]:
+      problems.append("different evaluation negatives (sha256 "
+                      f"{digests[0][:12]} vs {digests[1][:12]})")
+    if (users is not None and users0 is not None
+        and not np.array_equal(users, users0)):
+      problems.append("different user ids or order")
+    if problems:
+      raise ValueError(
+          f"per_user.npz of {run['workdir']} and {first['workdir']} cannot "
+          f"be paired on {key!r}: {'; '.join(problems)}; expected the same "
+          "users in the same order")
 
 
 def write(name: str, rows: list[dict], command: str, out_dir: str | Path,
@@ -100,11 +218,30 @@ def _table(names: list[str], rows: list[dict]) -> list[str]:
     cells = [row["model"], row["variant"], row["protocol"]]
     for m in names:
       stat, paper = row["metrics"].get(m), row.get("paper", {}).get(m)
-      cells.append(_cell(stat) + (f" (paper {paper:.4f})" if paper else ""))
+      cells.append(_cell(stat) + (f" (paper {paper:.4f})" if paper else "")
+                   + _mark(row.get("significance", {}).get(m)))
     cells += [fmt.format(row[key]) if key in row else "-"
               for key, _, fmt in extra]
     lines.append("| " + " | ".join(cells) + " |")
+  tests = {s["test"] for row in rows
+           for s in row.get("significance", {}).values()}
+  if tests:
+    lines += ["", f"p: two-sided {', '.join(sorted(tests))} test of the "
+              "row's per-user test metric (mean over seeds) against the row "
+              "marked ref in the same protocol and column: users are the "
+              "unit, so seed-to-seed spread is in the ± and not in p; not "
+              "corrected for multiple comparisons."]
   return lines
+
+
+def _mark(sig: dict | None) -> str:
+  """' (ref)', ' (p=0.034)', ' (p<0.001)' or ''."""
+  if not sig:
+    return ""
+  if sig["reference"] is None:
+    return " (ref)"
+  p = sig["p"]
+  return " (p<0.001)" if p < 0.001 else f" (p={p:.3f})"
 
 
 def _cell(stat: dict | None) -> str:

@@ -1,0 +1,145 @@
+"""Significance in the results tables, on fake sweep run directories."""
+
+import json
+
+import numpy as np
+import pytest
+
+from experiments import sweep
+from experiments.configs.base import base_config
+from jaxrec import abtest, results
+from jaxrec.train import records
+
+USERS = 500
+PROTOCOLS = ("sampled-uniform-20", "full")
+
+
+def _fake_sweep(root, lifts, seeds=(0, 1, 2), users=USERS, skip=()):
+  """Run dirs as the sweep leaves them: results.json + per_user.npz.
+
+  Model m's per-user NDCG@10 is a shared per-user level plus lifts[m] plus
+  seed noise; HR@10 is 0/1.  Models in `skip` have no per_user.npz.
+  """
+  rng = np.random.default_rng(0)
+  level = rng.random(users)
+  entries = []
+  for model, lift in lifts.items():
+    for seed in seeds:
+      entry = dict(model=model, variant="v", seed=seed)
+      entries.append(entry)
+      workdir = root / sweep.run_name(entry)
+      workdir.mkdir(parents=True)
+      per_user, test = {}, {}
+      for protocol in PROTOCOLS:
+        ndcg = np.clip(level + lift + rng.normal(0, 0.2, users), 0, 1)
+        hit = (rng.random(users) < ndcg).astype(np.float32)
+        for name, v in (("NDCG@10", ndcg), ("HR@10", hit)):
+          per_user[f"test/{protocol}/{name}"] = v.astype(np.float32)
+          test[f"{protocol}/{name}"] = float(np.mean(v))
+      records.write_json(workdir / "results.json", {
+          "protocol": PROTOCOLS[0], "dataset": "fake", "test": test,
+          "negatives_sha256": "ab" * 32, "train_seconds": 1.0, "epochs": 3})
+      if model not in skip:
+        np.savez(workdir / "per_user.npz", **per_user)
+  return entries
+
+
+def _rows(tmp_path, lifts, **kwargs):
+  entries = _fake_sweep(tmp_path, lifts, skip=kwargs.pop("skip", ()))
+  runs = sweep.run_sweep(base_config(), entries, tmp_path)  # trains nothing
+  metrics = ("HR@10", "NDCG@10")
+  rows = results.aggregate(runs, metrics)
+  return runs, results.significance(runs, rows, metrics, **kwargs)
+
+
+def test_rows_are_tested_against_the_best_row_on_seed_pooled_users(tmp_path):
+  runs, rows = _rows(tmp_path, {"A": 0.0, "B": 0.05, "C": 0.049})
+  by = {(r["model"], r["protocol"]): r for r in rows}
+  for protocol in PROTOCOLS:
+    assert by[("B", protocol)]["significance"]["NDCG@10"]["reference"] is None
+    sig = by[("A", protocol)]["significance"]["NDCG@10"]
+    assert sig["reference"] == "B v" and sig["p"] < 1e-6  # planted lift
+    # The p-value is a paired t-test on per-user means over the 3 seeds.
+    pooled = {}
+    for model in "AB":
+      pooled[model] = np.mean([
+          np.load(tmp_path / f"{model}-v-seed{s}/per_user.npz")[
+              f"test/{protocol}/NDCG@10"] for s in range(3)], axis=0)
+    want = abtest.paired_t(pooled["B"], pooled["A"])
+    assert np.isclose(sig["p"], want.p_value)
+    assert np.isclose(sig["diff"], want.estimate) and sig["diff"] < 0
+    assert np.allclose(sig["ci"], want.ci)
+    assert by[("C", protocol)]["significance"]["NDCG@10"]["p"] > 1e-3
+  text = results.to_markdown({"name": "t", "command": "c", "date": "d",
+                              "commit": "x", "machine": "m"}, rows)
+  assert "(ref)" in text and "(p<0.001)" in text
+  assert "paired-t test" in text
+  json.dumps(rows)  # the JSON table can hold it
+
+
+def test_a_named_baseline_is_the_reference_and_tests_are_selectable(tmp_path):
+  _, rows = _rows(tmp_path, {"A": 0.0, "B": 0.05}, reference=("A", "v"),
+                  test="wilcoxon")
+  b = next(r for r in rows if r["model"] == "B")
+  sig = b["significance"]["HR@10"]
+  assert sig["reference"] == "A v" and sig["test"] == "wilcoxon"
+  assert sig["diff"] > 0 and sig["ci"] is None
+  with pytest.raises(ValueError, match="expected one of"):
+    results.significance([], rows, ("HR@10",), test="t")
+
+
+def test_rows_without_per_user_files_get_no_p_value(tmp_path):
+  runs, rows = _rows(tmp_path, {"A": 0.1, "B": 0.05, "C": 0.0},
+                     skip=("A",))
+  assert all("significance" not in r for r in rows if r["model"] == "A")
+  # A is the best row but cannot be tested, so the next best is the ref.
+  for r in rows:
+    if r["model"] == "C":
+      assert r["significance"]["HR@10"]["reference"] == "B v"
+  text = results.to_markdown({"name": "t", "command": "c", "date": "d",
+                              "commit": "x", "machine": "m"}, rows)
+  assert "| A | v |" in text and "| A | v | full | 0." in text
+  assert not any("(p" in line or "(ref)" in line
+                 for line in text.splitlines() if line.startswith("| A |"))
+  # Without any per-user file, the table is the plain one.
+  for run in runs:
+    run.pop("workdir")
+  plain = results.aggregate(runs, ("HR@10",))
+  assert results.significance(runs, plain, ("HR@10",)) == plain
+
+
+def test_runs_on_different_users_cannot_be_paired(tmp_path):
+  entries = _fake_sweep(tmp_path / "a", {"A": 0.0}, users=USERS)
+  entries += _fake_sweep(tmp_path / "b", {"B": 0.1}, users=USERS - 1)
+  runs = []
+  for sub, model in (("a", "A"), ("b", "B")):
+    runs += sweep.run_sweep(base_config(),
+                            [e for e in entries if e["model"] == model],
+                            tmp_path / sub)
+  rows = results.aggregate(runs, ("HR@10",))
+  with pytest.raises(ValueError, match=f"{USERS - 1} users vs {USERS}"):
+    results.significance(runs, rows, ("HR@10",))
+
+
+def test_stored_user_ids_in_another_order_cannot_be_paired(tmp_path):
+  entries = _fake_sweep(tmp_path, {"A": 0.0, "B": 0.1}, seeds=(0,))
+  for entry, order in zip(entries, (np.arange(USERS), np.arange(USERS)[::-1])):
+    path = tmp_path / sweep.run_name(entry) / "per_user.npz"
+    arrays = dict(np.load(path))
+    np.savez(path, **arrays, **{"test/users": order + 1})
+  runs = sweep.run_sweep(base_config(), entries, tmp_path)
+  rows = results.aggregate(runs, ("HR@10",))
+  with pytest.raises(ValueError, match="different user ids or order"):
+    results.significance(runs, rows, ("HR@10",))
+
+
+def test_the_sweep_names_its_baseline_by_entry_or_flag():
+  entries = [dict(model="GMF", variant="factors=8", seed=0),
+             dict(model="GMF", variant="factors=16", seed=0, baseline=True),
+             dict(model="NeuMF", variant="factors=16", seed=0)]
+  assert sweep.reference(entries) == ("GMF", "factors=16")
+  assert sweep.reference(entries, "NeuMF-factors=16") == ("NeuMF",
+                                                          "factors=16")
+  assert sweep.reference(entries[:1]) is None  # the best row, per column
+  with pytest.raises(ValueError, match="no sweep entry named 'MLP-x'"):
+    sweep.reference(entries, "MLP-x")
