@@ -1,6 +1,7 @@
 """Blocks shared by model families.
 
-Legend: B = batch, N = candidates, D = width.
+Legend: B = batch, N = candidates, D = width, L = sequence length,
+H = attention heads.
 """
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ from __future__ import annotations
 from typing import Sequence
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
 
@@ -70,3 +72,84 @@ def pair_grid(users: jnp.ndarray, candidates: jnp.ndarray):
     candidates = jnp.broadcast_to(candidates[None, :],
                                   (users.shape[0], candidates.shape[0]))
   return jnp.broadcast_to(users[:, None], candidates.shape), candidates
+
+
+def attention_mask(valid: jnp.ndarray, causal: bool,
+                   segment: jnp.ndarray | None = None) -> jnp.ndarray:
+  """(B, 1, L, L) bool: query i may attend to key j.
+
+  Keys at padding positions are always hidden; with `causal`, so are keys
+  after the query (j > i); with `segment` (B, L) ids (packed rows), so are
+  keys of another segment. `valid` is (B, L) bool, False at padding.
+  """
+  mask = nn.make_attention_mask(jnp.ones_like(valid), valid)
+  if causal:
+    mask = nn.combine_masks(mask, nn.make_causal_mask(valid))
+  if segment is not None:
+    mask = nn.combine_masks(
+        mask, nn.make_attention_mask(segment, segment, jnp.equal))
+  return mask
+
+
+class TransformerBlock(nn.Module):
+  """Multi-head self-attention and a position-wise feed-forward network,
+  each with dropout, a residual connection and layer norm.
+
+  Post-LN (Vaswani et al. 2017; BERT4Rec): x = LN(x + Drop(F(x))).
+  Pre-LN (`pre_ln=True`; the residual form of SASRec's Eq. 4,
+  g(x) = x + Drop(g(LN(x)))): x = x + Drop(F(LN(x))).
+
+  Attributes:
+    num_heads: H; D must be divisible by H.
+    ff_dim: inner width of the feed-forward network.
+    dropout: rate on the attention weights and on both residual branches.
+    pre_ln: normalise before each sublayer instead of after the residual.
+    activation: 'relu' (SASRec) or 'gelu' (BERT4Rec) in the feed-forward.
+    ln_epsilon: layer-norm epsilon.
+  """
+
+  num_heads: int
+  ff_dim: int
+  dropout: float = 0.0
+  pre_ln: bool = False
+  activation: str = "relu"
+  ln_epsilon: float = 1e-6
+  kernel_init: nn.initializers.Initializer = nn.initializers.xavier_uniform()
+
+  @nn.compact
+  def __call__(self, x: jnp.ndarray, mask: jnp.ndarray,
+               train: bool = False) -> jnp.ndarray:
+    """(B, L, D) -> (B, L, D); `mask` (B, 1, L, L) from `attention_mask`."""
+    act = {"relu": nn.relu, "gelu": nn.gelu}[self.activation]
+    drop = nn.Dropout(self.dropout, deterministic=not train)
+    attention = nn.MultiHeadDotProductAttention(
+        num_heads=self.num_heads, dropout_rate=self.dropout,
+        deterministic=not train, kernel_init=self.kernel_init,
+        name="attention")
+    ffn_in = nn.Dense(self.ff_dim, kernel_init=self.kernel_init,
+                      name="ffn_in")
+    ffn_out = nn.Dense(x.shape[-1], kernel_init=self.kernel_init,
+                       name="ffn_out")
+    ln_attention = nn.LayerNorm(self.ln_epsilon, name="ln_attention")
+    ln_ffn = nn.LayerNorm(self.ln_epsilon, name="ln_ffn")
+
+    def attend(h):
+      return attention(h, h, mask=mask)
+
+    def feed_forward(h):
+      return ffn_out(drop(act(ffn_in(h))))
+
+    if self.pre_ln:
+      x = x + drop(attend(ln_attention(x)))
+      return x + drop(feed_forward(ln_ffn(x)))
+    x = ln_attention(x + drop(attend(x)))
+    return ln_ffn(x + drop(feed_forward(x)))
+
+
+def right_aligned_positions(width: int, max_len: int) -> jax.Array:
+  """(width,) position ids of a left-padded window of `width` columns whose
+  last column is position max_len - 1: the same ids as the last `width`
+  columns of a `max_len` window, so extra left padding changes nothing."""
+  if width > max_len:
+    raise ValueError(f"input width {width} exceeds max_len {max_len}")
+  return jnp.arange(max_len - width, max_len)
