@@ -32,7 +32,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from jaxrec import results, retrieval
+from jaxrec import results, retrieval, timing
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -69,13 +69,7 @@ def model_set(items, users, n, n_queries, dim, noise, seed):
 
 
 def timed(fn, repeats):
-  fn()  # warm-up
-  times = []
-  for _ in range(repeats):
-    t = time.perf_counter()
-    fn()
-    times.append(time.perf_counter() - t)
-  return float(np.median(times))
+  return timing.median_seconds(fn, repeats)
 
 
 def measure(index, queries, k, n_single, repeats):

@@ -16,7 +16,6 @@ import os
 import resource
 import subprocess
 import sys
-import time
 
 import numpy as np
 
@@ -24,12 +23,8 @@ REPEATS = 3
 
 
 def _median(fn, repeats=REPEATS):
-  fn()  # warm-up: compilation is not step time
-  times = []
-  for _ in range(repeats):
-    t = time.perf_counter()
-    fn()
-    times.append(time.perf_counter() - t)
+  from jaxrec import timing
+  times = timing.seconds(fn, repeats)
   return float(np.median(times)), times
 
 

@@ -21,7 +21,6 @@ import argparse
 import functools
 import os
 import sys
-import time
 
 import jax
 import jax.numpy as jnp
@@ -31,7 +30,7 @@ import optax
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from jaxrec import parallel, results  # noqa: E402
+from jaxrec import parallel, results, timing  # noqa: E402
 from jaxrec.models import gru4rec  # noqa: E402
 from jaxrec.train import session  # noqa: E402
 
@@ -40,13 +39,7 @@ REPEATS = 5
 
 
 def _median_seconds(fn, repeats=REPEATS) -> float:
-  fn()
-  times = []
-  for _ in range(repeats):
-    t = time.perf_counter()
-    fn()
-    times.append(time.perf_counter() - t)
-  return float(np.median(times))
+  return timing.median_seconds(fn, repeats)
 
 
 def _batches(n_items, steps, batch, seed=0):

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 
 import jax
 import jax.numpy as jnp
@@ -26,7 +25,7 @@ import optax
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from jaxrec import parallel, results  # noqa: E402
+from jaxrec import parallel, results, timing  # noqa: E402
 from jaxrec.models import ncf  # noqa: E402
 from jaxrec.train import setup, tasks  # noqa: E402
 
@@ -35,13 +34,7 @@ REPEATS = 5
 
 
 def _median_seconds(fn, repeats=REPEATS) -> float:
-  fn()
-  times = []
-  for _ in range(repeats):
-    t = time.perf_counter()
-    fn()
-    times.append(time.perf_counter() - t)
-  return float(np.median(times))
+  return timing.median_seconds(fn, repeats)
 
 
 def _jax_model(name, factors):
