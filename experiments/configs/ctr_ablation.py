@@ -9,8 +9,10 @@ embedding 10 (3 layers is the main table), one seed each.
       --config=experiments/configs/ctr_ablation.py \\
       --workdir=/work/runs/ctr/ablation --name=ctr_ablation \\
       --metrics=AUC,logloss
-Runtime (2-core CPU, shared): FM about 1 min per run, DeepFM about 10-15
-min per run (400-400-400); see results/ctr_ablation.md.
+Runtime (2-core CPU): FM 1-2 min per run (shared machine), DeepFM 1-4 min
+per run on an idle machine; about 20 min in all. Measured (AUC): FM 0.9525 /
+0.9726 / 0.9748 / 0.9776 and DeepFM 0.9766 / 0.9826 / 0.9828 / 0.9805 at
+embedding 4 / 16 / 32 / 64; DeepFM depth 1 / 2: 0.9803 / 0.9807.
 """
 
 from experiments.configs import ctr_frappe
