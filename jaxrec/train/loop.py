@@ -147,29 +147,11 @@ def train_and_evaluate(config, workdir: str | Path) -> dict:
 
   # Phase 1 selects the epoch count on validation; phase 2 retrains on
   # train + validation for that many epochs, and test is read from it once.
-  first = trainer.Trainer(config, workdir,
-                          _ranking_job(config, split, sets, protocol,
-                                       tuple(sets)))
-  seconds = first.run()
-  if first.halted:
-    return {}
-  summary, per_user = first.job.evaluate(first.best_params(), ("valid",),
-                                         True)
-  cfg = config.copy_and_resolve_references()
-  cfg.train.epochs, cfg.train.refit = first.best_epoch, False
-  second = trainer.Trainer(cfg, workdir / "refit",
-                           _ranking_job(cfg, _merged(split), sets, protocol,
-                                        ("test",)))
-  seconds += second.run()
-  test, test_per_user = second.job.evaluate(second.best_params(), ("test",),
-                                            True)
-  summary.update(test)
-  per_user.update(test_per_user)
-  for role in summary:
-    logging.info("best %s: %s", role, trainer.fmt(summary[role]))
-  return trainer.finish(workdir, summary, per_user, {
-      **info, "train_seconds": seconds, "epochs": first.epoch,
-      "best_step": first.best_step, "refit_epochs": first.best_epoch})
+  return trainer.fit_with_refit(
+      config, workdir, _ranking_job(config, split, sets, protocol,
+                                    tuple(sets)),
+      lambda cfg: _ranking_job(cfg, _merged(split), sets, protocol,
+                               ("test",)), info)
 
 
 def _merged(split: splits.Split) -> splits.Split:

@@ -207,28 +207,9 @@ def train_and_evaluate(config, workdir: str | Path) -> dict:
                                                     roles), info)
   # Phase 1 picks the epoch count on validation; phase 2 retrains on
   # train + valid for that many epochs and is tested once.
-  records.write_run_header(workdir, config)
-  first = trainer.Trainer(config, workdir, gru4rec_job(
-      config, split.train, roles, ("valid",)))
-  seconds = first.run()
-  if first.halted:
-    return {}
-  summary, per_event = first.job.evaluate(first.best_params(), ("valid",),
-                                          True)
-  cfg = config.copy_and_resolve_references()
-  cfg.train.epochs, cfg.train.refit = first.best_epoch, False
-  records.write_run_header(workdir / "refit", cfg)
-  second = trainer.Trainer(cfg, workdir / "refit", gru4rec_job(
-      cfg, split.full, roles, ("test",)))
-  seconds += second.run()
-  test, test_per_event = second.job.evaluate(second.best_params(),
-                                             ("test",), True)
-  summary.update(test)
-  per_event.update(test_per_event)
-  return trainer.finish(workdir, summary, per_event, {
-      **info, "train_seconds": seconds, "epochs": first.epoch,
-      "best_step": first.best_step, "refit_epochs": first.best_epoch,
-      "seconds_per_epoch": seconds / (first.epoch + first.best_epoch)})
+  return trainer.fit_with_refit(
+      config, workdir, gru4rec_job(config, split.train, roles, ("valid",)),
+      lambda cfg: gru4rec_job(cfg, split.full, roles, ("test",)), info)
 
 
 def gru4rec_job(config, train, roles: dict,

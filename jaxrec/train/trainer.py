@@ -89,6 +89,41 @@ def fit(config, workdir: str | Path, job: Job, info: dict | None = None
       "best_step": trainer.best_step})
 
 
+def fit_with_refit(config, workdir: str | Path, job: Job,
+                   refit_job: Callable[[Any], Job], info: dict | None = None
+                   ) -> dict:
+  """Selects the epoch count on validation, then retrains on more data.
+
+  Phase 1 trains `job` (its roles include 'valid') in `workdir` and keeps
+  the best-by-validation epoch count E.  Phase 2 trains `refit_job(cfg)` (a
+  Job on train + validation whose roles are ('test',)) for E epochs in
+  `workdir/refit`; test is read once, from it.  Validation figures stay
+  phase 1's.  Returns what `fit` returns, plus 'refit_epochs'.
+  """
+  workdir = Path(workdir)
+  records.write_run_header(workdir, config)
+  first = Trainer(config, workdir, job)
+  seconds = first.run()
+  if first.halted:
+    return {}
+  summary, per_user = job.evaluate(first.best_params(), ("valid",), True)
+  cfg = config.copy_and_resolve_references()
+  cfg.train.epochs, cfg.train.refit = first.best_epoch, False
+  records.write_run_header(workdir / "refit", cfg)
+  second = Trainer(cfg, workdir / "refit", refit_job(cfg))
+  seconds += second.run()
+  test, test_per_user = second.job.evaluate(second.best_params(), ("test",),
+                                            True)
+  summary.update(test)
+  per_user.update(test_per_user)
+  for role in summary:
+    logging.info("best %s: %s", role, fmt(summary[role]))
+  return finish(workdir, summary, per_user, {
+      **(info or {}), "train_seconds": seconds, "epochs": first.epoch,
+      "best_step": first.best_step, "refit_epochs": first.best_epoch,
+      "seconds_per_epoch": seconds / max(first.epoch + first.best_epoch, 1)})
+
+
 def finish(workdir: Path, summary: dict, per_user: dict, extra: dict) -> dict:
   """Writes results.json and per_user.npz; returns the results."""
   result = {**extra, **summary}
