@@ -109,15 +109,8 @@ class Encoding:
 def read_raw(path: Path) -> np.ndarray:
   """(R, F) str: the log's `FIELDS` columns (`cnt` dropped), in file order."""
   path = Path(path)
-  header = "\t".join(RAW_COLUMNS)
-  expected = textio.layout("\t", RAW_COLUMNS)
-  text = textio.decode(path, path.read_bytes(), "utf-8", expected)
-  got, _, text = text.partition("\n")
-  if got != header:
-    raise DataFormatError(path, 1, f"header {got[:80]!r}",
-                          f"the header {header!r}")
-  if not text:
-    raise DataFormatError(path, None, "no rows after the header", expected)
+  text, _ = textio.read_text(path, "utf-8", "\t", RAW_COLUMNS,
+                             header="\t".join(RAW_COLUMNS))
   rows = textio.split_fields(path, text, "\t", RAW_COLUMNS, first_line=2)
   table = np.array(rows)
   for name in ("user", "item"):

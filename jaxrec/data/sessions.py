@@ -84,14 +84,7 @@ def read_events(path: str | Path) -> Events:
     DataFormatError: naming the file, the line and what was expected.
   """
   path = Path(path)
-  expected = textio.layout("\t", _NAMES)
-  text = textio.decode(path, path.read_bytes(), "ascii", expected)
-  got, _, body = text.partition("\n")
-  if got != HEADER:
-    raise DataFormatError(path, 1, f"header {got[:80]!r}",
-                          f"the header {HEADER!r}")
-  if not body:
-    raise DataFormatError(path, None, "no rows after the header", expected)
+  body, _ = textio.read_text(path, "ascii", "\t", _NAMES, header=HEADER)
   dtype = [("session", np.int64), ("item", np.int64), ("time", np.float64)]
   try:
     table = np.loadtxt(io.StringIO(body), delimiter="\t", dtype=dtype,

@@ -55,6 +55,30 @@ def read_fields(path: Path, encoding: str, sep: str,
   return split_fields(path, text, sep, names)
 
 
+def read_text(path: Path, encoding: str, sep: str, names: tuple[str, ...],
+              header: str | None = None) -> tuple[str, int]:
+  """The decoded text and the line number its first row is on.
+
+  Args:
+    header: when given, the exact first line, checked and stripped.
+
+  Raises:
+    DataFormatError: a bad byte, a wrong header, or no rows after it.
+  """
+  path = Path(path)
+  text = decode(path, path.read_bytes(), encoding, layout(sep, names))
+  if header is None:
+    return text, 1
+  got, _, text = text.partition("\n")
+  if got != header:
+    raise DataFormatError(path, 1, f"header {got[:80]!r}",
+                          f"the header {header[:80]!r}")
+  if not text:
+    raise DataFormatError(path, None, "no rows after the header",
+                          layout(sep, names))
+  return text, 2
+
+
 def read_numeric(path: Path, sep: str, names: tuple[str, ...],
                  header: str | None = None) -> dict[str, np.ndarray]:
   """Columns of a numeric file: (L,) int64, or float64 for "rating".
@@ -63,17 +87,7 @@ def read_numeric(path: Path, sep: str, names: tuple[str, ...],
     header: when given, the exact first line; the data starts on line 2.
   """
   path = Path(path)
-  text = decode(path, path.read_bytes(), "ascii", layout(sep, names))
-  first_line = 1
-  if header is not None:
-    got, _, text = text.partition("\n")
-    if got != header:
-      raise DataFormatError(path, 1, f"header {got[:80]!r}",
-                            f"the header {header[:80]!r}")
-    if not text:
-      raise DataFormatError(path, None, "no rows after the header",
-                            layout(sep, names))
-    first_line = 2
+  text, first_line = read_text(path, "ascii", sep, names, header)
   # loadtxt wants a one-character delimiter; "\x1f" never occurs in data
   # that parses, and line breaks stay put so line numbers still hold.
   delimiter = sep if len(sep) == 1 else "\x1f"
