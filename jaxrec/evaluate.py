@@ -56,6 +56,21 @@ def summarize(per_user: PerUser) -> dict[str, float]:
           for name, v in per_user.items() if name != "rank"}
 
 
+def labelled(results: list[tuple[str, PerUser]]) -> tuple[dict, dict]:
+  """Means and per-user values keyed '<protocol label>/<metric>'.
+
+  Args:
+    results: (label, per-user metrics) pairs, e.g. ('full', ...).
+  Returns:
+    ({key: mean over users}, {key: (U,) per-user values}).
+  """
+  means = {f"{label}/{k}": v for label, values in results
+           for k, v in summarize(values).items()}
+  per_user = {f"{label}/{k}": v for label, values in results
+              for k, v in values.items()}
+  return means, per_user
+
+
 def _pytree_fn(score_fn: ScoreFn) -> jax.tree_util.Partial:
   # A Partial is a pytree, so it can be a jit argument: its leaves (params)
   # are traced and its function is part of the compilation cache key.

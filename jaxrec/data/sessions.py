@@ -28,7 +28,6 @@ from pathlib import Path
 import numpy as np
 
 from jaxrec.data import textio
-from jaxrec.data.errors import DataFormatError
 
 HEADER = "SessionId\tItemId\tTime"
 _NAMES = ("SessionId", "ItemId", "Time")

@@ -68,12 +68,8 @@ def _evaluate(score, params, sets, roles, protocol, config, full=True):
           fn, s.users, s.targets, s.exclude_indptr, s.exclude_items,
           s.n_items, chunk_size=config.eval.chunk_size, ks=ks)))
     # The users, so that paired tests can check they compare like with like.
-    summary[role], per_user[role] = {}, {"users": np.asarray(s.users)}
-    for label, values in results:
-      for name, v in evaluate.summarize(values).items():
-        summary[role][f"{label}/{name}"] = v
-      for name, v in values.items():
-        per_user[role][f"{label}/{name}"] = v
+    summary[role], per_user[role] = evaluate.labelled(results)
+    per_user[role]["users"] = np.asarray(s.users)
   return summary, per_user
 
 

@@ -216,10 +216,7 @@ def _evaluate_fn(score, sets, protocol, features, config):
       if final and s.negatives.shape[1]:
         out[protocol] = evaluate.sampled_ranking(fn, s.users, s.candidates(),
                                                  ks=ks)
-      summary[role] = {f"{lab}/{k}": v for lab, vals in out.items()
-                       for k, v in evaluate.summarize(vals).items()}
-      per_user[role] = {f"{lab}/{k}": v for lab, vals in out.items()
-                        for k, v in vals.items()}
+      summary[role], per_user[role] = evaluate.labelled(list(out.items()))
     return summary, per_user
 
   return run

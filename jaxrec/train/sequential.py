@@ -196,10 +196,7 @@ def make_evaluate(model, tables: dict, sets: dict, protocol: str, config):
             fn, s.users[i], s.targets[i], *_csr_rows(s, i), s.n_items,
             chunk_size=config.eval.chunk_size, ks=ks)
         results.append(("full", by_width(params, role, full)))
-      summary[role] = {f"{label}/{k}": v for label, values in results
-                       for k, v in ev.summarize(values).items()}
-      per_user[role] = {f"{label}/{k}": v for label, values in results
-                        for k, v in values.items()}
+      summary[role], per_user[role] = ev.labelled(results)
     return summary, per_user
 
   return evaluate

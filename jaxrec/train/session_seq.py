@@ -118,10 +118,7 @@ def make_evaluate(config, sets: dict, inputs: dict, protocol: str,
           results.append(("full", ev.full_ranking(
               fn, s.users, s.targets, s.exclude_indptr, s.exclude_items,
               s.n_items, chunk_size=config.eval.chunk_size, ks=ks)))
-        summary[role] = {f"{label}/{k}": v for label, values in results
-                         for k, v in ev.summarize(values).items()}
-        per_user[role] = {f"{label}/{k}": v for label, values in results
-                          for k, v in values.items()}
+        summary[role], per_user[role] = ev.labelled(results)
       return summary, per_user
 
     return evaluate
