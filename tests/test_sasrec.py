@@ -1,5 +1,5 @@
-"""SASRec: causality by gradients, padding invariance, packing, the BCE loss,
-and a tiny end-to-end run of the 'sequential' family."""
+"""SASRec: causality by gradients, padding invariance, packing, the BCE and
+softmax losses, and a tiny end-to-end run of the 'sequential' family."""
 
 import json
 
@@ -98,6 +98,28 @@ def test_bce_loss_matches_reference():
         total += np.log1p(np.exp(-p)) + np.log1p(np.exp(n))
         count += 1
   np.testing.assert_allclose(loss, total / count, rtol=1e-5)
+
+
+def test_softmax_loss_matches_reference():
+  model, params = _model()
+  batch = {"seq": jnp.array([[0, 0, 1, 2], [3, 4, 5, 6]]),
+           "pos": jnp.array([[0, 0, 2, 9], [4, 5, 6, 30]]),
+           "segment": jnp.array([[0, 0, 1, 1], [1, 1, 1, 1]]),
+           "position": jnp.array([[0, 0, 6, 7], [4, 5, 6, 7]])}
+  key = jax.random.key(3)
+  loss, _ = sequential.next_item_softmax(params["params"], batch, key,
+                                         model.apply)
+  h = np.asarray(model.apply(params, batch["seq"], train=True,
+                             segment=batch["segment"],
+                             position=batch["position"],
+                             rngs={"dropout": key}))
+  emb = np.asarray(params["params"]["item_embed"]["embedding"], np.float64)
+  want = []
+  for b, t in zip(*np.nonzero(np.asarray(batch["pos"]))):
+    logits = emb[1:] @ h[b, t]                  # items 1..30, never padding
+    answer = batch["pos"][b, t] - 1
+    want.append(np.log(np.exp(logits).sum()) - logits[answer])
+  np.testing.assert_allclose(loss, np.mean(want), rtol=1e-5)
 
 
 def _tiny_config(tmp_path, **overrides):

@@ -80,12 +80,11 @@ class BERT4Rec(nn.Module):
       x = block(x, mask, train)
     return self.transform_ln(nn.gelu(self.transform(x)))
 
-  def all_logits(self, out: jnp.ndarray) -> jnp.ndarray:
-    """(..., n_items + 1) logits of out (..., D) against ids 0..n_items
-    (the [mask] id is never a prediction)."""
-    table = self.item_embed.embedding[:self.n_items + 1]
-    bias = self.output_bias[:self.n_items + 1]
-    return out @ table.T + bias.reshape((1,) * (out.ndim - 1) + (-1,))
+  def output_layer(self) -> tuple[jnp.ndarray, jnp.ndarray]:
+    """The softmax's table (n_items + 1, D) and bias (n_items + 1,) over
+    ids 0..n_items (the [mask] id is never a prediction)."""
+    return (self.item_embed.embedding[:self.n_items + 1],
+            self.output_bias[:self.n_items + 1])
 
   def sampled_logits(self, out: jnp.ndarray, answers: jnp.ndarray,
                      negatives: jnp.ndarray) -> jnp.ndarray:

@@ -89,9 +89,11 @@ class SASRec(nn.Module):
     """Dot products (...,) of hidden (..., D) with items (...,) alike."""
     return jnp.sum(hidden * self.item_embed(items), axis=-1)
 
-  def all_logits(self, hidden: jnp.ndarray) -> jnp.ndarray:
-    """(..., n_items + 1) logits of hidden (..., D) against every id."""
-    return self.item_embed.attend(hidden)
+  def output_layer(self) -> tuple[jnp.ndarray, jnp.ndarray]:
+    """The softmax's table (n_items + 1, D) (the shared item embeddings)
+    and bias (n_items + 1,) (zeros: SASRec has none) over every id."""
+    table = self.item_embed.embedding
+    return table, jnp.zeros(table.shape[:1], table.dtype)
 
   def score(self, seq: jnp.ndarray, candidates: jnp.ndarray) -> jnp.ndarray:
     """(B, N) next-item logits after seq (B, L) for candidates (N,) shared

@@ -27,6 +27,7 @@ import optax
 from absl import logging
 
 from jaxrec import evaluate as ev
+from jaxrec import losses
 from jaxrec.data import evalsets, negatives, sequences
 from jaxrec.data.datasets import resolve_data_dir
 from jaxrec.models.bert4rec import BERT4Rec
@@ -58,12 +59,11 @@ def next_item_bce(params, batch, key, apply_fn):
 
 def next_item_softmax(params, batch, key, apply_fn):
   """Cross-entropy of the next item against all items (Klenitskiy &
-  Vasilev 2023), averaged over non-padding positions; padding id excluded.
-  Memory is O(B * L * n_items)."""
-  hidden = _encode(params, batch, key, apply_fn)
-  logits = apply_fn({"params": params}, hidden, method="all_logits")
-  return _masked_softmax_ce(logits, batch["pos"],
-                            (batch["pos"] != 0).astype(jnp.float32))
+  Vasilev 2023), averaged over non-padding positions; padding id excluded."""
+  hidden = _encode(params, batch, key, apply_fn)           # (B, L, D)
+  return _full_softmax_ce(params, apply_fn, hidden.reshape(
+      -1, hidden.shape[-1]), batch["pos"].reshape(-1), (
+          batch["pos"] != 0).astype(jnp.float32).reshape(-1))
 
 
 def masked_item_ce(params, batch, key, apply_fn):
@@ -76,18 +76,17 @@ def masked_item_ce(params, batch, key, apply_fn):
   """
   out = _encode(params, batch, key, apply_fn)              # (B, L, D)
   picked = out.reshape(-1, out.shape[-1])[batch["positions"]]  # (M, D)
-  if "negatives" in batch:
-    logits = apply_fn({"params": params}, picked, batch["labels"],
-                      batch["negatives"], method="sampled_logits")
-    # Column 0 is the answer; a negative equal to it is no competitor.
-    hit = batch["negatives"][None, :] == batch["labels"][:, None]
-    logits = logits.at[:, 1:].set(jnp.where(hit, -jnp.inf, logits[:, 1:]))
-    ce = optax.softmax_cross_entropy_with_integer_labels(
-        logits, jnp.zeros(logits.shape[:1], jnp.int32))
-    weight = batch["weights"]
-    return jnp.sum(ce * weight) / jnp.maximum(weight.sum(), 1.0), {}
-  logits = apply_fn({"params": params}, picked, method="all_logits")
-  return _masked_softmax_ce(logits, batch["labels"], batch["weights"])
+  weight = batch["weights"]
+  if "negatives" not in batch:
+    return _full_softmax_ce(params, apply_fn, picked, batch["labels"], weight)
+  logits = apply_fn({"params": params}, picked, batch["labels"],
+                    batch["negatives"], method="sampled_logits")
+  # Column 0 is the answer; a negative equal to it is no competitor.
+  hit = batch["negatives"][None, :] == batch["labels"][:, None]
+  logits = logits.at[:, 1:].set(jnp.where(hit, -jnp.inf, logits[:, 1:]))
+  ce = optax.softmax_cross_entropy_with_integer_labels(
+      logits, jnp.zeros(logits.shape[:1], jnp.int32))
+  return jnp.sum(ce * weight) / jnp.maximum(weight.sum(), 1.0), {}
 
 
 def _encode(params, batch, key, apply_fn):
@@ -97,10 +96,13 @@ def _encode(params, batch, key, apply_fn):
                   rngs={"dropout": key})
 
 
-def _masked_softmax_ce(logits, labels, weight):
-  logits = logits.at[..., 0].set(-jnp.inf)     # padding is never an answer
-  ce = optax.softmax_cross_entropy_with_integer_labels(
-      logits, labels.astype(jnp.int32))
+def _full_softmax_ce(params, apply_fn, hidden, labels, weight):
+  """Weighted mean over rows of the softmax cross-entropy of hidden (M, D)
+  against every id of the model's output layer, the padding id 0 excluded;
+  rows of weight 0 (their label may be padding) count nothing."""
+  table, bias = apply_fn({"params": params}, method="output_layer")
+  bias = bias.at[0].set(-jnp.inf)              # padding is never an answer
+  ce = losses.full_softmax(hidden, table, bias, labels.astype(jnp.int32))
   ce = jnp.where(weight > 0, ce, 0.0)
   return jnp.sum(ce * weight) / jnp.maximum(weight.sum(), 1.0), {}
 
