@@ -27,3 +27,15 @@ def median_seconds(fn: Callable[[], object], repeats: int = 5,
                    warmup: int = 1) -> float:
   """The median of `seconds(fn, repeats, warmup)`."""
   return float(np.median(seconds(fn, repeats, warmup)))
+
+
+def matmul_peak_flops(n: int = 2048, repeats: int = 5) -> float:
+  """Measured float32 FLOP/s of a jitted n x n x n matmul on JAX's default
+  device (median of `repeats` after a warm-up): the peak that benchmarks
+  report achieved FLOP/s against."""
+  import jax
+  import jax.numpy as jnp
+  a = jnp.ones((n, n), jnp.float32)
+  f = jax.jit(lambda x: x @ x)
+  return 2 * n ** 3 / median_seconds(lambda: jax.block_until_ready(f(a)),
+                                     repeats)

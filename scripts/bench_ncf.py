@@ -19,7 +19,6 @@ import os
 import sys
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 
@@ -128,14 +127,6 @@ def flops_per_example(name, factors) -> float:
   return 3 * 2 * macs
 
 
-def matmul_peak() -> float:
-  """Measured float32 FLOP/s of a 2048^3 matmul (median)."""
-  a = jnp.ones((2048, 2048), jnp.float32)
-  f = jax.jit(lambda x: x @ x)
-  return 2 * 2048 ** 3 / _median_seconds(
-      lambda: jax.block_until_ready(f(a)))
-
-
 def ncf_epoch_seconds(name) -> float:
   """Wall time of one real epoch on the NCF split at batch 256."""
   from jaxrec.data import ncf as ncf_data, negatives
@@ -167,7 +158,7 @@ def main():
   parser.add_argument("--out", default="results")
   args = parser.parse_args()
   import torch
-  peak = matmul_peak()
+  peak = timing.matmul_peak_flops()
   rows = []
   for factors, batch, steps in ((64, 256, 256), (64, 4096, 32),
                                 (8, 256, 256)):
