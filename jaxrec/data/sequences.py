@@ -19,6 +19,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+from absl import logging
 
 from jaxrec.data import movielens, negatives, splits, textio
 from jaxrec.data.download import default_data_dir
@@ -352,7 +353,12 @@ def masked_item_batches(table: np.ndarray, packing: Packing,
   # At most `budget` masks per step: a random order decides who keeps one.
   slot = np.lexsort((rng.random(p.t.size), ~masked, p.step))
   within = np.arange(slot.size) - np.searchsorted(p.step[slot], p.step[slot])
-  masked[slot[within >= budget]] = False
+  over = slot[within >= budget]
+  if masked[over].any():
+    logging.info("%d of %d masks undone: over the budget of %d per step",
+                 np.count_nonzero(masked[over]), np.count_nonzero(masked),
+                 budget)
+  masked[over] = False
   steps, rows, _ = p.shape
   flat = (p.row * width + p.col)[masked]
   step_m = p.step[masked]
