@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 
 import jax
@@ -290,6 +291,8 @@ def games_epoch_seconds(repeats):
 def main():
   parser = argparse.ArgumentParser()
   parser.add_argument("--out", default="results")
+  parser.add_argument("--note", default="",
+                      help="The run's conditions, appended to the notes.")
   parser.add_argument("--repeats", type=int, default=5)
   parser.add_argument("--steps", type=int, default=4,
                       help="JAX steps per dispatch (lax.scan)")
@@ -373,11 +376,12 @@ def main():
       "Games epoch: sasrec_games.py (L=50, d=50, dropout 0.5, batch 128 "
       "users packed into rows), the family's make_epoch_batches (host-side "
       "packing and negatives included), steps_per_call per dispatch, after "
-      "a warm-up epoch, no evaluation or checkpoint. The 2 cores were "
-      f"shared with other jobs: 1-minute load average {load0:.2f} at the "
-      f"start, {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f} (1/5/15 min) "
-      "at the end.")
-  command = "JAXREC_DATA_DIR=/work/shared/data python scripts/bench_seq.py"
+      "a warm-up epoch, no evaluation or checkpoint. Load average: "
+      f"{load0:.2f} (1 min) at the start, {load[0]:.2f} / {load[1]:.2f} / "
+      f"{load[2]:.2f} (1/5/15 min) at the end. {args.note}").strip()
+  command = " ".join(shlex.quote(a) for a in ["python"] + sys.argv)
+  if os.environ.get("JAXREC_DATA_DIR"):
+    command = f"JAXREC_DATA_DIR={os.environ['JAXREC_DATA_DIR']} {command}"
   paths = results.write("bench_seq", rows, command, args.out, notes)
   print(paths[1].read_text())
 
