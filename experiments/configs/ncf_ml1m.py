@@ -14,7 +14,10 @@ One run (NeuMF, 8 factors, no pre-training):
 The table (every row of NCF Table 2 and Table 3's MLP-3, 3 seeds):
   python -m experiments.sweep --config=experiments/configs/ncf_ml1m.py \
       --workdir=runs/ncf_ml1m --name=ncf_ml1m
-Runtime: about 10-20 s per epoch on a 2-core CPU at batch 256.
+Runtime on a 2-core CPU at batch 256: about 10-20 s per epoch at 8 factors;
+at 64 factors, with the CPU to itself, about 10 s (GMF), 60 s (MLP-3)
+and 60 s (NeuMF) per epoch.  One seed at 64 factors is in
+results/ncf_ml1m_factors64.md (--only='factors=64-seed0').
 
 Paper, HR@10 / NDCG@10 (factors 8, 16, 32, 64):
   NeuMF with pre-training:    .684/.403 .707/.426 .726/.445 .730/.447
