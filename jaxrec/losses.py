@@ -98,7 +98,8 @@ def full_softmax(hidden: jnp.ndarray, table: jnp.ndarray, bias: jnp.ndarray,
 
 def _by_chunk(table, bias, chunk):
   """table (V, D), bias (V,) -> (C, chunk, D), (C, chunk), padded ids
-  getting bias -inf."""
+  getting bias -inf; a chunk is never wider than V."""
+  chunk = min(chunk, table.shape[0])
   n = -(-table.shape[0] // chunk)
   pad = n * chunk - table.shape[0]
   return (jnp.pad(table, ((0, pad), (0, 0))).reshape(n, chunk, -1),

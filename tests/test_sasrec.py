@@ -74,21 +74,28 @@ def test_shared_and_per_row_candidates_agree():
   np.testing.assert_allclose(shared, per_row, rtol=1e-5, atol=1e-5)
 
 
+def _packed_batch(**targets):
+  """Two packed rows: row 0 holds a padded segment, row 1 a full one."""
+  return {"seq": jnp.array([[0, 0, 1, 2], [3, 4, 5, 6]]),
+          "segment": jnp.array([[0, 0, 1, 1], [1, 1, 1, 1]]),
+          "position": jnp.array([[0, 0, 6, 7], [4, 5, 6, 7]]), **targets}
+
+
+def _loss_and_hidden(loss_fn, model, params, batch):
+  """(loss, training-mode outputs (B, L, D) under the same dropout key)."""
+  key = jax.random.key(3)
+  loss, _ = loss_fn(params["params"], batch, key, model.apply)
+  h = model.apply(params, batch["seq"], train=True, segment=batch["segment"],
+                  position=batch["position"], rngs={"dropout": key})
+  return loss, np.asarray(h)
+
+
 def test_bce_loss_matches_reference():
   model, params = _model(pre_ln=True)
-  batch = {"seq": jnp.array([[0, 0, 1, 2], [3, 4, 5, 6]]),
-           "pos": jnp.array([[0, 0, 2, 9], [4, 5, 6, 7]]),
-           "neg": jnp.array([[0, 0, 11, 12], [13, 14, 15, 16]]),
-           "segment": jnp.array([[0, 0, 1, 1], [1, 1, 1, 1]]),
-           "position": jnp.array([[0, 0, 6, 7], [4, 5, 6, 7]])}
-  key = jax.random.key(3)
-  loss, _ = sequential.next_item_bce(params["params"], batch, key,
-                                     model.apply)
-  h = model.apply(params, batch["seq"], train=True,
-                  segment=batch["segment"], position=batch["position"],
-                  rngs={"dropout": key})
+  batch = _packed_batch(pos=jnp.array([[0, 0, 2, 9], [4, 5, 6, 7]]),
+                        neg=jnp.array([[0, 0, 11, 12], [13, 14, 15, 16]]))
+  loss, h = _loss_and_hidden(sequential.next_item_bce, model, params, batch)
   emb = np.asarray(params["params"]["item_embed"]["embedding"])
-  h = np.asarray(h)
   total, count = 0.0, 0
   for b in range(2):
     for t in range(4):
@@ -102,17 +109,9 @@ def test_bce_loss_matches_reference():
 
 def test_softmax_loss_matches_reference():
   model, params = _model()
-  batch = {"seq": jnp.array([[0, 0, 1, 2], [3, 4, 5, 6]]),
-           "pos": jnp.array([[0, 0, 2, 9], [4, 5, 6, 30]]),
-           "segment": jnp.array([[0, 0, 1, 1], [1, 1, 1, 1]]),
-           "position": jnp.array([[0, 0, 6, 7], [4, 5, 6, 7]])}
-  key = jax.random.key(3)
-  loss, _ = sequential.next_item_softmax(params["params"], batch, key,
-                                         model.apply)
-  h = np.asarray(model.apply(params, batch["seq"], train=True,
-                             segment=batch["segment"],
-                             position=batch["position"],
-                             rngs={"dropout": key}))
+  batch = _packed_batch(pos=jnp.array([[0, 0, 2, 9], [4, 5, 6, 30]]))
+  loss, h = _loss_and_hidden(sequential.next_item_softmax, model, params,
+                             batch)
   emb = np.asarray(params["params"]["item_embed"]["embedding"], np.float64)
   want = []
   for b, t in zip(*np.nonzero(np.asarray(batch["pos"]))):
