@@ -90,8 +90,8 @@ def full_softmax(hidden: jnp.ndarray, table: jnp.ndarray, bias: jnp.ndarray,
   Equal to `optax.softmax_cross_entropy_with_integer_labels` on the (M, V)
   logit matrix, which is never built: the log-sum-exp runs over chunks of
   `chunk` ids (a scan), and the backward pass recomputes each chunk's
-  logits.  Memory is O(M * chunk), and on CPU it is about twice as fast
-  as the materialised matrix at BERT4Rec's sizes (M 1,600, V 54,543).
+  logits.  Memory is O(M * chunk); for its speed at BERT4Rec's sizes
+  (M 1,600, V 54,543) see scripts/bench_softmax.py.
   """
   return _full_softmax_fwd(hidden, table, bias, labels, chunk)[0]
 
