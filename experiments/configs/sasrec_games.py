@@ -98,4 +98,9 @@ def get_sweep():
   runs.append(dict(runs[-1], variant="paper-beauty,lr=1e-3", overrides={
       **runs[-1]["overrides"], "optim.learning_rate": 1e-3,
       "train.epochs": 16, "eval.every_epochs": 2}))
+  # SASRec's paper settings but the cross-entropy over all items
+  # (Klenitskiy & Vasilev, RecSys 2023) instead of BCE with one negative.
+  runs += [dict(model="SASRec", variant="softmax", seed=s, paper=PAPER,
+                overrides={"train.loss": "softmax", "train.epochs": 60})
+           for s in SEEDS]
   return runs
