@@ -101,6 +101,6 @@ def get_sweep():
   # SASRec's paper settings but the cross-entropy over all items
   # (Klenitskiy & Vasilev, RecSys 2023) instead of BCE with one negative.
   runs += [dict(model="SASRec", variant="softmax", seed=s, paper=PAPER,
-                overrides={"train.loss": "softmax", "train.epochs": 60})
+                overrides={"train.loss": "softmax", "train.epochs": 30})
            for s in SEEDS]
   return runs
