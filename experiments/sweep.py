@@ -17,10 +17,7 @@ protocol and metric.
 
 import importlib.util
 import json
-import os
 import re
-import shlex
-import sys
 from pathlib import Path
 
 import ml_collections
@@ -133,10 +130,7 @@ def main(argv):
     rows = results.significance(
         runs, rows, tuple(_METRICS.value), test=_SIGNIFICANCE.value,
         reference=reference(sweep, _BASELINE.value))
-  env = os.environ.get("JAXREC_DATA_DIR")
-  command = (f"JAXREC_DATA_DIR={shlex.quote(env)} " if env else "") + (
-      "python -m experiments.sweep " + " ".join(
-          shlex.quote(a) for a in sys.argv[1:]))
+  command = results.command_line(module="experiments.sweep")
   notes = "\n\n".join(x for x in (notes, _NOTE.value) if x)
   paths = results.write(_NAME.value, rows, command, _RESULTS.value, notes)
   print(paths[1].read_text())

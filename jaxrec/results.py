@@ -10,6 +10,9 @@ the runs' per-user metrics (`per_user.npz`).
 from __future__ import annotations
 
 import datetime
+import os
+import shlex
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -172,6 +175,21 @@ def _check_same_users(loaded: list[tuple], key: str):
           f"per_user.npz of {run['workdir']} and {first['workdir']} cannot "
           f"be paired on {key!r}: {'; '.join(problems)}; expected the same "
           "users in the same order")
+
+
+def command_line(argv: list[str] | None = None, module: str | None = None,
+                 env: tuple[str, ...] = ("JAXREC_DATA_DIR",)) -> str:
+  """The shell command that reruns this process, for a table's header.
+
+  The variables of `env` that are set come first (`NAME=value`), then
+  `python -m module` (or `python argv[0]`) and argv[1:], each word quoted.
+  """
+  argv = list(sys.argv if argv is None else argv)
+  program = ["-m", module] if module else argv[:1]
+  words = [f"{k}={shlex.quote(os.environ[k])}" for k in env
+           if os.environ.get(k)]
+  return " ".join(words + [shlex.quote(w)
+                           for w in ["python", *program, *argv[1:]]])
 
 
 def write(name: str, rows: list[dict], command: str, out_dir: str | Path,

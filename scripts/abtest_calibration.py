@@ -15,9 +15,6 @@ Each scenario runs E experiments at once (rows of an (E, n) array) from
 from __future__ import annotations
 
 import argparse
-import os
-import shlex
-import sys
 import time
 
 import numpy as np
@@ -196,9 +193,7 @@ def main():
       "the percentile and BCa methods on skewed data (at n=200 they are "
       "within); the per-user metrics the sweeps test have thousands of "
       "users.")
-  env = os.environ.get("PYTHONPATH")
-  command = (f"PYTHONPATH={shlex.quote(env)} " if env else "") + (
-      "python " + " ".join(shlex.quote(a) for a in sys.argv))
+  command = results.command_line(env=("PYTHONPATH",))
   paths = results.write("abtest_calibration", rows, command, args.out_dir,
                         notes)
   print(paths[1].read_text())

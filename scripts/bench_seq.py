@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shlex
 import sys
 
 import jax
@@ -379,9 +378,7 @@ def main():
       "a warm-up epoch, no evaluation or checkpoint. Load average: "
       f"{load0:.2f} (1 min) at the start, {load[0]:.2f} / {load[1]:.2f} / "
       f"{load[2]:.2f} (1/5/15 min) at the end. {args.note}").strip()
-  command = " ".join(shlex.quote(a) for a in ["python"] + sys.argv)
-  if os.environ.get("JAXREC_DATA_DIR"):
-    command = f"JAXREC_DATA_DIR={os.environ['JAXREC_DATA_DIR']} {command}"
+  command = results.command_line()
   paths = results.write("bench_seq", rows, command, args.out, notes)
   print(paths[1].read_text())
 

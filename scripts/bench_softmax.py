@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shlex
 import sys
 
 import jax
@@ -74,7 +73,7 @@ def main():
            f"hidden, table and bias, jitted; median of {args.repeats} after "
            f"a warm-up call. Load average at the end: {load[0]:.2f} / "
            f"{load[1]:.2f} / {load[2]:.2f} (1/5/15 min).")
-  command = " ".join(shlex.quote(a) for a in ["python"] + sys.argv)
+  command = results.command_line()
   paths = results.write("bench_softmax", rows, command, args.out, notes)
   print(paths[1].read_text())
 

@@ -143,3 +143,15 @@ def test_the_sweep_names_its_baseline_by_entry_or_flag():
   assert sweep.reference(entries[:1]) is None  # the best row, per column
   with pytest.raises(ValueError, match="no sweep entry named 'MLP-x'"):
     sweep.reference(entries, "MLP-x")
+
+
+def test_command_line_reruns_the_process(monkeypatch):
+  monkeypatch.setenv("JAXREC_DATA_DIR", "/data dir")
+  monkeypatch.delenv("PYTHONPATH", raising=False)
+  argv = ["/x/experiments/sweep.py", "--only=^(A|B)", "--note=it's"]
+  assert results.command_line(argv, module="experiments.sweep") == (
+      "JAXREC_DATA_DIR='/data dir' python -m experiments.sweep "
+      "'--only=^(A|B)' '--note=it'\"'\"'s'")
+  assert results.command_line(["scripts/b.py", "--k=2"],
+                              env=("PYTHONPATH",)) == (
+      "python scripts/b.py --k=2")
