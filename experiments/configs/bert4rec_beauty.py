@@ -71,6 +71,11 @@ def get_config():
 
 def get_sweep():
   sasrec = sequential_config()
+  # The SASRec paper's settings and its 200-epoch budget.
+  sasrec_paper = dict(
+      model="SASRec", variant="paper", seed=0, paper=PAPER["SASRec"],
+      overrides={"model": sasrec.model.to_dict(), "train.loss": "bce",
+                 "train.batch_size": 128, "optim": sasrec.optim.to_dict()})
   return [
       dict(model="BERT4Rec", variant="paper", seed=0,
            paper=PAPER["BERT4Rec"]),
@@ -87,16 +92,10 @@ def get_sweep():
            paper=PAPER["BERT4Rec"], overrides={
                "train.sampled_negatives": 1024, "train.epochs": 10,
                "eval.every_epochs": 2, "optim.learning_rate": 1e-3}),
-      # The SASRec paper's settings and its 200-epoch budget.
-      dict(model="SASRec", variant="paper", seed=0, paper=PAPER["SASRec"],
-           overrides={"model": sasrec.model.to_dict(), "train.loss": "bce",
-                      "train.batch_size": 128,
-                      "optim": sasrec.optim.to_dict()}),
+      sasrec_paper,
       # SASRec's paper settings but the cross-entropy over all items
       # (Klenitskiy & Vasilev, RecSys 2023) instead of BCE with one negative.
-      dict(model="SASRec", variant="softmax", seed=0, paper=PAPER["SASRec"],
-           overrides={"model": sasrec.model.to_dict(), "train.loss": "softmax",
-                      "train.batch_size": 128, "train.epochs": 30,
-                      "eval.every_epochs": 2,
-                      "optim": sasrec.optim.to_dict()}),
+      dict(sasrec_paper, variant="softmax", overrides={
+          **sasrec_paper["overrides"], "train.loss": "softmax",
+          "train.epochs": 30, "eval.every_epochs": 2}),
   ]
