@@ -23,6 +23,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from jaxrec.models import layers
+from jaxrec.models.dropout import Dropout
 
 
 class BERT4Rec(nn.Module):
@@ -54,7 +55,7 @@ class BERT4Rec(nn.Module):
                                embedding_init=init)
     self.pos_embed = nn.Embed(self.max_len, self.dim, embedding_init=init)
     self.embed_ln = nn.LayerNorm(1e-12)
-    self.drop = nn.Dropout(self.dropout)
+    self.drop = Dropout(self.dropout)
     self.blocks = [layers.TransformerBlock(
         num_heads=self.num_heads, ff_dim=4 * self.dim, dropout=self.dropout,
         pre_ln=False, activation="gelu", ln_epsilon=1e-12, kernel_init=init)

@@ -26,6 +26,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxrec.models.dropout import Dropout
 from jaxrec.models.fm import EMBED_INIT, Linear, field_matrix, \
     fm_pairwise_batch
 
@@ -49,7 +50,7 @@ class DNN(nn.Module):
         h = nn.BatchNorm(use_running_average=not train, momentum=0.9)(h)
       h = nn.relu(h)
       if self.dropout:
-        h = nn.Dropout(self.dropout, deterministic=not train)(h)
+        h = Dropout(self.dropout, deterministic=not train)(h)
     return dense(1)(h)[..., 0]
 
 

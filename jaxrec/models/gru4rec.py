@@ -32,6 +32,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxrec.models.dropout import Dropout
+
 Hidden = tuple[jax.Array, ...]  # one (B, H_l) array per layer
 
 
@@ -113,8 +115,8 @@ class GRU4Rec(nn.Module):
     self.h_proj = [nn.Dense(3 * h, kernel_init=_gate_init,
                             name=f"h_proj_{i}")
                    for i, h in enumerate(self.layers)]
-    self.drop_embed = nn.Dropout(self.dropout_embed)
-    self.drop_hidden = nn.Dropout(self.dropout_hidden)
+    self.drop_embed = Dropout(self.dropout_embed)
+    self.drop_hidden = Dropout(self.dropout_hidden)
 
   def step(self, hidden: Hidden, inputs: jax.Array,
            deterministic: bool = True) -> tuple[Hidden, jax.Array]:

@@ -12,6 +12,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxrec.models.dropout import Dropout, dot_product_attention
+
 
 class Tower(nn.Module):
   """A ReLU MLP: Dense -> ReLU for every width in `widths`.
@@ -26,7 +28,7 @@ class Tower(nn.Module):
 
   def setup(self):
     self.dense = [nn.Dense(w) for w in self.widths]  # dense_0, dense_1, ...
-    self.drop = nn.Dropout(self.dropout)
+    self.drop = Dropout(self.dropout)
 
   def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
     """(..., D_in) -> (..., widths[-1])."""
@@ -121,9 +123,10 @@ class TransformerBlock(nn.Module):
                train: bool = False) -> jnp.ndarray:
     """(B, L, D) -> (B, L, D); `mask` (B, 1, L, L) from `attention_mask`."""
     act = {"relu": nn.relu, "gelu": nn.gelu}[self.activation]
-    drop = nn.Dropout(self.dropout, deterministic=not train)
+    drop = Dropout(self.dropout, deterministic=not train)
     attention = nn.MultiHeadDotProductAttention(
         num_heads=self.num_heads, dropout_rate=self.dropout,
+        attention_fn=dot_product_attention,
         deterministic=not train, kernel_init=self.kernel_init,
         name="attention")
     ffn_in = nn.Dense(self.ff_dim, kernel_init=self.kernel_init,

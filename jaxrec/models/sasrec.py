@@ -26,6 +26,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from jaxrec.models import layers
+from jaxrec.models.dropout import Dropout
 
 
 class SASRec(nn.Module):
@@ -54,7 +55,7 @@ class SASRec(nn.Module):
     self.item_embed = nn.Embed(self.n_items + 1, self.dim,
                                embedding_init=init)
     self.pos_embed = nn.Embed(self.max_len, self.dim, embedding_init=init)
-    self.drop = nn.Dropout(self.dropout)
+    self.drop = Dropout(self.dropout)
     self.blocks = [layers.TransformerBlock(
         num_heads=self.num_heads, ff_dim=self.dim, dropout=self.dropout,
         pre_ln=self.pre_ln, activation="relu", ln_epsilon=1e-8)

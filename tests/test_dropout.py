@@ -1,0 +1,93 @@
+"""Dropout from 16-bit draws: rates, scaling, shapes, attention."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxrec.models import dropout
+
+
+@pytest.mark.parametrize("rate", [0.1, 0.2, 0.5, 0.9])
+@pytest.mark.parametrize("impl", ["threefry2x32", "rbg"])
+def test_keep_rate_matches_within_binomial_noise(rate, impl):
+  n = 400 * 1001  # odd last dimension: the half-word tail is sliced off
+  keep = np.asarray(dropout.keep_mask(jax.random.key(3, impl=impl), rate,
+                                      (400, 1001)))
+  p = dropout.keep_probability(rate)
+  assert abs(p - (1 - rate)) < 1e-5
+  assert abs(keep.mean() - p) < 5 * np.sqrt(p * (1 - p) / n)
+
+
+def test_masks_are_independent_across_elements_and_halves():
+  keep = np.asarray(dropout.keep_mask(jax.random.key(0), 0.5, (200_000,)))
+  even, odd = keep[0::2], keep[1::2]  # the two halves of each word
+  # Independent fair coins: P(both kept) = 1/4.
+  both = (even & odd).mean()
+  assert abs(both - 0.25) < 5 * np.sqrt(0.25 * 0.75 / even.size)
+
+
+def test_apply_preserves_the_mean_and_zeroes_the_rest():
+  x = jnp.full((300, 500), 2.0)
+  y = np.asarray(dropout.apply(x, jax.random.key(1), 0.3))
+  kept = y != 0
+  np.testing.assert_allclose(y[kept], 2.0 / dropout.keep_probability(0.3),
+                             rtol=1e-6)
+  assert abs(y.mean() - 2.0) < 0.02
+
+
+def test_broadcast_mask_is_shared_over_leading_axes():
+  x = jnp.ones((4, 3, 7, 9))
+  y = np.asarray(dropout.apply(x, jax.random.key(2), 0.5, (1, 1, 7, 9)))
+  assert (y == y[:1, :1]).all()
+  assert 0 < (y == 0).mean() < 1
+
+
+def test_module_is_identity_when_deterministic_or_rate_zero():
+  x = jnp.arange(12.0).reshape(3, 4)
+  for rate, det in ((0.5, True), (0.0, False)):
+    y = dropout.Dropout(rate).apply({}, x, deterministic=det,
+                                     rngs={"dropout": jax.random.key(0)})
+    np.testing.assert_array_equal(y, x)
+
+
+def test_same_key_same_mask_and_bad_rate_rejected():
+  a = dropout.keep_mask(jax.random.key(5), 0.2, (64, 50))
+  b = dropout.keep_mask(jax.random.key(5), 0.2, (64, 50))
+  c = dropout.keep_mask(jax.random.key(6), 0.2, (64, 50))
+  np.testing.assert_array_equal(a, b)
+  assert (np.asarray(a) != np.asarray(c)).any()
+  with pytest.raises(ValueError, match="rate"):
+    dropout.keep_mask(jax.random.key(0), 1.0, (3,))
+
+
+def _qkv(seed=0):
+  keys = jax.random.split(jax.random.key(seed), 3)
+  return [jax.random.normal(k, (2, 6, 3, 4)) for k in keys]  # (B, L, H, Dh)
+
+
+def test_attention_without_dropout_equals_flax():
+  q, k, v = _qkv()
+  mask = nn.make_causal_mask(jnp.ones((2, 6)))
+  ours = dropout.dot_product_attention(q, k, v, mask=mask,
+                                       deterministic=True, dropout_rate=0.5)
+  ref = nn.dot_product_attention(q, k, v, mask=mask, deterministic=True)
+  np.testing.assert_allclose(ours, ref, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("broadcast", [True, False])
+def test_attention_dropout_drops_weights(broadcast):
+  """With all-ones values, each output is the sum of its row's kept,
+  rescaled attention weights; a broadcast mask is one (Lq, Lk) mask."""
+  q, k, _ = _qkv(1)
+  out = np.asarray(dropout.dot_product_attention(
+      q, k, jnp.ones_like(k), dropout_rng=jax.random.key(0),
+      dropout_rate=0.5, deterministic=False,
+      broadcast_dropout=broadcast))[..., 0]                  # (B, Lq, H)
+  weights = np.asarray(nn.dot_product_attention_weights(q, k))  # (B,H,Lq,Lk)
+  shape = (1, 1, 6, 6) if broadcast else weights.shape
+  keep = np.asarray(dropout.keep_mask(jax.random.key(0), 0.5, shape))
+  expect = (weights * keep / 0.5).sum(-1).transpose(0, 2, 1)
+  np.testing.assert_allclose(out, expect, rtol=1e-5, atol=1e-6)
+  assert np.std(out) > 0.05  # dropout did something
