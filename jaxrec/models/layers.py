@@ -104,7 +104,9 @@ class TransformerBlock(nn.Module):
   Attributes:
     num_heads: H; D must be divisible by H.
     ff_dim: inner width of the feed-forward network.
-    dropout: rate on the attention weights and on both residual branches.
+    dropout: rate on both residual branches and on every attention weight,
+      each drawn independently as in the SASRec and BERT code (flax's
+      default would share one (L, L) mask across rows and heads).
     pre_ln: normalise before each sublayer instead of after the residual.
     activation: 'relu' (SASRec) or 'gelu' (BERT4Rec) in the feed-forward.
     ln_epsilon: layer-norm epsilon.
@@ -126,7 +128,7 @@ class TransformerBlock(nn.Module):
     drop = Dropout(self.dropout, deterministic=not train)
     attention = nn.MultiHeadDotProductAttention(
         num_heads=self.num_heads, dropout_rate=self.dropout,
-        attention_fn=dot_product_attention,
+        attention_fn=dot_product_attention, broadcast_dropout=False,
         deterministic=not train, kernel_init=self.kernel_init,
         name="attention")
     ffn_in = nn.Dense(self.ff_dim, kernel_init=self.kernel_init,
