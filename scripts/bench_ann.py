@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -177,7 +176,7 @@ def main():
                                    args.queries, args.dim, args.noise, 0)
         bench(f"two-tower-extended-{args.n_items}x{args.dim}", items,
               queries, args, rows, hnsw="model" in args.hnsw_on)
-  command = "python " + " ".join(sys.argv)
+  command = results.command_line()
   if args.merge:
     prev = json.loads(Path(args.merge).read_text())
     now = {(r["dataset"], r["variant"]) for r in rows}

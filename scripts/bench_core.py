@@ -183,8 +183,7 @@ def main():
            "64 steps per dispatch, forced CPU devices share the same 2 cores. "
            f"Medians of {REPEATS} repeats after one warm-up.")
   paths = results.write("bench_core", _rows(epoch, evals, launch),
-                        "JAXREC_DATA_DIR=../shared/data python "
-                        "scripts/bench_core.py", args.out, notes)
+                        results.command_line(), args.out, notes)
   print(paths[1].read_text())
 
 

@@ -163,8 +163,8 @@ def main():
            "table every step (dense Adagrad); the official GRU4Rec updates "
            "only the touched rows (sparse), which favours it at large item "
            "counts.")
-  paths = results.write("bench_gru4rec", rows,
-                        "python scripts/bench_gru4rec.py", args.out, notes)
+  paths = results.write("bench_gru4rec", rows, results.command_line(),
+                        args.out, notes)
   print(paths[1].read_text())
 
 

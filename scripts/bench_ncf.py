@@ -193,9 +193,8 @@ def main():
            "backward), so embedding-bound models sit far below the peak. "
            "Epoch = 988,129 positives + 4 negatives each, batch 256, "
            "including host-side negative sampling.")
-  paths = results.write("bench_ncf", rows,
-                        "JAXREC_DATA_DIR=../shared/data python "
-                        "scripts/bench_ncf.py", args.out, notes)
+  paths = results.write("bench_ncf", rows, results.command_line(),
+                        args.out, notes)
   print(paths[1].read_text())
 
 

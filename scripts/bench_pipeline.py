@@ -25,7 +25,6 @@ p50/p99 over `--calls` calls after a warm-up.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
@@ -222,8 +221,7 @@ def main():
   notes = (__doc__.split("\n\n", 2)[2] + f"\n\nDeepFM ranker validation: "
            f"{ranker_result.get('valid')}; trained "
            f"{ranker_result.get('train_seconds', 0):.0f} s.")
-  results.write(args.name, rows, "python " + " ".join(sys.argv), args.out,
-                notes)
+  results.write(args.name, rows, results.command_line(), args.out, notes)
 
 
 if __name__ == "__main__":
