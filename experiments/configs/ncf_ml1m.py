@@ -17,9 +17,11 @@ The table (every row of NCF Table 2 and Table 3's MLP-3, 3 seeds):
 Runtime on a 2-core CPU at batch 256: about 10-20 s per epoch at 8 factors;
 at 64 factors, with the CPU to itself, about 10 s (GMF), 60 s (MLP-3)
 and 60 s (NeuMF) per epoch.  One seed at 64 factors is in
-results/ncf_ml1m_factors64.md (--only='factors=64-seed0'). GMF-32 (seeds 0, 1) and
-MLP-3-32 (seed 0) are in results/ncf_ml1m_factors32.md: MLP-3-32 0.6929 /
-0.4206, about 60 s per epoch beside one other job.
+results/ncf_ml1m_factors64.md (--only='factors=64-seed0').  All four rows
+at 32 factors, 3 seeds, are in results/ncf_ml1m_factors32.md
+(--only='factors=32-'; MLP-3 and NeuMF about 60-120 s per epoch beside one
+other job): GMF .7010/.4249, MLP-3 .6882/.4147, NeuMF .6943/.4205,
+NeuMF-pre .7103/.4330.
 
 Paper, HR@10 / NDCG@10 (factors 8, 16, 32, 64):
   NeuMF with pre-training:    .684/.403 .707/.426 .726/.445 .730/.447
