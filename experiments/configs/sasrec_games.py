@@ -28,6 +28,11 @@ epoch beside one other job, 2,406-2,685 s each): HR@10 0.7400, NDCG@10
 0.5557; full ranking 0.1127, 0.0618 (results/seq_games_softmax.md:
   ... --name=seq_games_softmax '--only=^SASRec-softmax').
 
+All measured figures above were made with flax's attention dropout, one
+(L, L) mask shared by every row and head; since 42df3f7 each attention
+weight is dropped independently (as in the SASRec and BERT code), so a
+rerun differs.
+
 Paper (Table 3, Games): SASRec HR@10 0.7410, NDCG@10 0.5360.
 """
 
