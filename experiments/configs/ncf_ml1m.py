@@ -16,8 +16,9 @@ The table (every row of NCF Table 2 and Table 3's MLP-3, 3 seeds):
       --workdir=runs/ncf_ml1m --name=ncf_ml1m
 Runtime on a 2-core CPU at batch 256: about 10-20 s per epoch at 8 factors;
 at 64 factors, with the CPU to itself, about 10 s (GMF), 60 s (MLP-3)
-and 60 s (NeuMF) per epoch.  One seed at 64 factors is in
-results/ncf_ml1m_factors64.md (--only='factors=64-seed0').  All four rows
+and 60 s (NeuMF) per epoch.  64 factors, partial (GMF, MLP-3, NeuMF seeds
+0-1: .6943/.4180, .6897/.4161, .6841/.4114; NeuMF-pre seed 0 .7101/.4334),
+are in results/ncf_ml1m_factors64.md.  All four rows
 at 32 factors, 3 seeds, are in results/ncf_ml1m_factors32.md
 (--only='factors=32-'; MLP-3 and NeuMF about 60-120 s per epoch beside one
 other job): GMF .7010/.4249, MLP-3 .6882/.4147, NeuMF .6943/.4205,
