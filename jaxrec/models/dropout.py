@@ -4,11 +4,8 @@ jax.random.bernoulli (behind flax's nn.Dropout and its attention dropout)
 draws a 32-bit word per element and turns it into a float. A keep decision
 needs far fewer bits: here each 32-bit word serves two elements, the rate is
 rounded to a multiple of 1/65536 (at most 7.6e-6 off), and kept values are
-scaled by the exact keep probability, so E[output] = input. On the 2-core
-CPU, dropout took 36% of the bench_seq SASRec step with flax's draws and
-19% with these (against dropout 0 in the same process; both measured with
-flax's one attention mask shared by every row and head, which
-layers.TransformerBlock no longer uses).
+scaled by the exact keep probability, so E[output] = input. The
+throughput this gives is in results/bench_seq.md (scripts/bench_seq.py).
 """
 
 from __future__ import annotations
