@@ -76,3 +76,21 @@ def test_l2_adds_the_rows_squared_norms():
                   -1))
   np.testing.assert_allclose(float(reg - plain), 0.5 * norms.mean(),
                              rtol=1e-5)
+
+
+def test_bpr_l2_adds_the_user_positive_and_negative_norms():
+  model = MF(n_users=5, n_items=4, dim=3)
+  state = setup.create_state(model, optax.sgd(0.1), jax.random.key(0))
+  batch = {"user": jnp.array([1, 2, 2], jnp.int32),
+           "pos": jnp.array([1, 1, 4], jnp.int32),
+           "neg": jnp.array([3, 2, 2], jnp.int32)}
+  plain, _ = tasks.pairwise_loss(state.params, batch, None, state.apply_fn)
+  reg, _ = tasks.pairwise_loss(state.params, batch, None, state.apply_fn,
+                               l2=0.5)
+  users = np.asarray(state.params["user_embed"]["embedding"])
+  items = np.asarray(state.params["item_embed"]["embedding"])
+  norms = (np.sum(users[[1, 2, 2]] ** 2, -1) +
+           np.sum(items[[1, 1, 4]] ** 2, -1) +
+           np.sum(items[[3, 2, 2]] ** 2, -1))
+  np.testing.assert_allclose(float(reg - plain), 0.5 * norms.mean(),
+                             rtol=1e-5)

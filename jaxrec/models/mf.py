@@ -61,6 +61,11 @@ class MF(nn.Module):
     return logits
 
   def l2_penalty(self, users: jnp.ndarray, items: jnp.ndarray) -> jnp.ndarray:
-    """(B,) squared norm of each row's user and item embeddings."""
+    """(B,) squared norm of each row's user and item embeddings.
+
+    `items` is (B,) or (B, K) (e.g. a BPR row's positive and negative);
+    every item of a row counts.
+    """
+    item_sq = self.item_embed(items) ** 2            # (B, D) or (B, K, D)
     return (jnp.sum(self.user_embed(users) ** 2, -1) +
-            jnp.sum(self.item_embed(items) ** 2, -1))
+            jnp.sum(item_sq.reshape(item_sq.shape[0], -1), -1))

@@ -35,13 +35,20 @@ def pointwise_loss(params, batch, key, apply_fn, l2: float = 0.0):
   return per_row.mean(), {}
 
 
-def pairwise_loss(params, batch, key, apply_fn):
-  """Mean BPR of (user, positive, negative) rows."""
+def pairwise_loss(params, batch, key, apply_fn, l2: float = 0.0):
+  """Mean BPR of (user, positive, negative) rows.
+
+  `l2` > 0 adds l2 * (||u||^2 + ||i||^2 + ||j||^2) per row, the per-example
+  regularisation of BPR's LearnBPR (Rendle et al., UAI 2009).
+  """
   del key
   items = jnp.stack([batch["pos"], batch["neg"]], axis=1)     # (B, 2)
   logits = apply_fn({"params": params}, batch["user"], items, method="score")
-  loss = losses.bpr(logits[:, 0], logits[:, 1]).mean()
-  return loss, {}
+  per_row = losses.bpr(logits[:, 0], logits[:, 1])
+  if l2:
+    per_row = per_row + l2 * apply_fn({"params": params}, batch["user"],
+                                      items, method="l2_penalty")
+  return per_row.mean(), {}
 
 
 @dataclasses.dataclass(frozen=True)
