@@ -16,13 +16,18 @@ The table (every row of NCF Table 2 and Table 3's MLP-3, 3 seeds):
       --workdir=runs/ncf_ml1m --name=ncf_ml1m
 Runtime on a 2-core CPU at batch 256: about 10-20 s per epoch at 8 factors;
 at 64 factors, with the CPU to itself, about 10 s (GMF), 60 s (MLP-3)
-and 60 s (NeuMF) per epoch.  64 factors, partial (GMF, MLP-3, NeuMF seeds
-0-1: .6943/.4180, .6897/.4161, .6841/.4114; NeuMF-pre seed 0 .7101/.4334),
-are in results/ncf_ml1m_factors64.md.  All four rows
+and 60 s (NeuMF) per epoch (100-130 s measured on 2026-12-01).  All four
+rows at 64 factors, 3 seeds, are in results/ncf_ml1m_factors64.md
+(--only='factors=64-'): GMF .6941/.4175, MLP-3 .6911/.4173, NeuMF
+.6856/.4129, NeuMF-pre .7081/.4309.  All four rows
 at 32 factors, 3 seeds, are in results/ncf_ml1m_factors32.md
 (--only='factors=32-'; MLP-3 and NeuMF about 60-120 s per epoch beside one
 other job): GMF .7010/.4249, MLP-3 .6882/.4147, NeuMF .6943/.4205,
 NeuMF-pre .7103/.4330.
+SGD at lr 0.001 barely moves the pretrained NeuMF (validation NDCG@10 spans
+0.0008-0.0042 over the evaluated epochs of each 64-factor seed), so
+NeuMF-pre is close to the ensemble of its GMF and MLP-3 and inherits their
+shortfall against the paper.
 
 Paper, HR@10 / NDCG@10 (factors 8, 16, 32, 64):
   NeuMF with pre-training:    .684/.403 .707/.426 .726/.445 .730/.447
