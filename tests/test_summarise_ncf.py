@@ -1,0 +1,45 @@
+"""scripts/summarise_ncf.py: picks each file's own factors, judges the gap."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+spec = importlib.util.spec_from_file_location(
+    "summarise_ncf", ROOT / "scripts" / "summarise_ncf.py")
+summarise = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(summarise)
+
+
+def _row(model, factors, hr, paper_hr=None):
+  stat = lambda v: {"mean": v, "std": 0.0}
+  return {"model": model, "variant": f"factors={factors}",
+          "protocol": "ncf-sampled-99",
+          "metrics": {"MRR": stat(0.3), "HR@10": stat(hr)},
+          "paper": {"HR@10": paper_hr} if paper_hr else {},
+          "significance": {"HR@10": {"p": 0.5}}}
+
+
+def test_collect_keeps_each_files_own_factors_in_order(tmp_path):
+  files = {"ncf_ml1m": [_row("NeuMF", 16, 0.69), _row("GMF", 8, 0.63),
+                        _row("GMF", 32, 0.1)],       # 32 is not this file's
+           "ncf_ml1m_factors32": [_row("GMF", 32, 0.70)],
+           "ncf_ml1m_factors64": [_row("GMF", 64, 0.69)]}
+  for name, rows in files.items():
+    (tmp_path / f"{name}.json").write_text(json.dumps({"rows": rows}))
+  rows = summarise.collect(tmp_path)
+  assert [(r["model"], r["variant"]) for r in rows] == [
+      ("GMF", "factors=8"), ("GMF", "factors=32"), ("GMF", "factors=64"),
+      ("NeuMF", "factors=16")]
+  assert rows[1]["metrics"]["HR@10"]["mean"] == 0.70
+  assert list(rows[0]["metrics"]) == ["HR@10", "MRR"]
+  assert all("significance" not in r for r in rows)
+
+
+def test_verdicts_use_the_tolerance_below_the_paper():
+  lines = summarise.verdicts([_row("MLP-3", 8, 0.662, 0.671),
+                              _row("MLP-3", 16, 0.660, 0.671),
+                              _row("GMF", 8, 0.6)])
+  assert len(lines) == 2
+  assert lines[0].endswith("within 0.01 or above")
+  assert lines[1].endswith("MISSED") and "(-0.0110)" in lines[1]
