@@ -26,7 +26,10 @@ epochs, 1 seed, 989 s): 0.6832, 0.4716 (results/seq_games_bert4rec.md:
 SASRec with the softmax over all items (3 seeds, 30 epochs, about 80 s per
 epoch beside one other job, 2,406-2,685 s each): HR@10 0.7400, NDCG@10
 0.5557; full ranking 0.1127, 0.0618 (results/seq_games_softmax.md:
-  ... --name=seq_games_softmax '--only=^SASRec-softmax').
+  ... --name=seq_games_softmax '--only=^SASRec-softmax-').
+The same with a 60-epoch cap, since those runs peaked at their last epoch
+(no figures yet; about 52 s per epoch alone):
+  ... --name=seq_games_softmax60 '--only=^SASRec-softmax,epochs=60'
 
 All measured figures above were made with flax's attention dropout, one
 (L, L) mask shared by every row and head; since 42df3f7 each attention
