@@ -29,12 +29,13 @@ def collect(results_dir: Path) -> list[dict]:
   factors, then protocol; each keeps its source file's name."""
   rows = []
   for name, factors in SOURCES.items():
+    variants = {f"factors={f}" for f in factors}
     for row in json.loads((results_dir / f"{name}.json").read_text())["rows"]:
-      if row["variant"] in {f"factors={f}" for f in factors}:
-        row = {k: v for k, v in row.items() if k != "significance"}
-        row["metrics"] = {m: row["metrics"][m] for m in METRICS
-                          if m in row["metrics"]}
-        rows.append({**row, "source": name})
+      if row["variant"] in variants:
+        metrics = {m: row["metrics"][m] for m in METRICS
+                   if m in row["metrics"]}
+        rows.append({**{k: v for k, v in row.items() if k != "significance"},
+                     "metrics": metrics, "source": name})
   key = lambda r: (MODELS.index(r["model"]), int(r["variant"].split("=")[1]),
                    r["protocol"] != "ncf-sampled-99")
   return sorted(rows, key=key)
@@ -50,7 +51,7 @@ def verdicts(rows: list[dict]) -> list[str]:
       ok = mean >= paper - TOLERANCE
       lines.append(f"- {row['model']} {row['variant']} {metric}: "
                    f"{mean:.4f} vs {paper:.3f} ({mean - paper:+.4f}): "
-                   f"{'within 0.01 or above' if ok else 'MISSED'}")
+                   f"{f'within {TOLERANCE} or above' if ok else 'MISSED'}")
   return lines
 
 

@@ -29,10 +29,8 @@ def pointwise_loss(params, batch, key, apply_fn, l2: float = 0.0):
   del key
   logits = apply_fn({"params": params}, batch["user"], batch["item"])
   per_row = losses.pointwise_bce(logits, batch["label"])
-  if l2:
-    per_row = per_row + l2 * apply_fn({"params": params}, batch["user"],
-                                      batch["item"], method="l2_penalty")
-  return per_row.mean(), {}
+  return _plus_l2(per_row, l2, params, apply_fn, batch["user"],
+                  batch["item"]).mean(), {}
 
 
 def pairwise_loss(params, batch, key, apply_fn, l2: float = 0.0):
@@ -45,10 +43,17 @@ def pairwise_loss(params, batch, key, apply_fn, l2: float = 0.0):
   items = jnp.stack([batch["pos"], batch["neg"]], axis=1)     # (B, 2)
   logits = apply_fn({"params": params}, batch["user"], items, method="score")
   per_row = losses.bpr(logits[:, 0], logits[:, 1])
-  if l2:
-    per_row = per_row + l2 * apply_fn({"params": params}, batch["user"],
-                                      items, method="l2_penalty")
-  return per_row.mean(), {}
+  return _plus_l2(per_row, l2, params, apply_fn, batch["user"],
+                  items).mean(), {}
+
+
+def _plus_l2(per_row, l2, params, apply_fn, users, items):
+  """per_row (B,) plus l2 * the model's `l2_penalty` of each row's
+  embeddings (users (B,), items (B,) or (B, K)); unchanged when l2 is 0."""
+  if not l2:
+    return per_row
+  return per_row + l2 * apply_fn({"params": params}, users, items,
+                                 method="l2_penalty")
 
 
 @dataclasses.dataclass(frozen=True)
