@@ -4,8 +4,15 @@ jax.random.bernoulli (behind flax's nn.Dropout and its attention dropout)
 draws a 32-bit word per element and turns it into a float. A keep decision
 needs far fewer bits: here each 32-bit word serves two elements, the rate is
 rounded to a multiple of 1/65536 (at most 7.6e-6 off), and kept values are
-scaled by the exact keep probability, so E[output] = input. The
-throughput this gives is in results/bench_seq.md (scripts/bench_seq.py).
+scaled by the exact keep probability, so E[output] = input.
+
+The bulk words come from XLA's RngBitGenerator (jax's "rbg" key), seeded by
+four words of the caller's key: on this 2-core CPU, threefry2x32 (jax's
+default) took about six times as long per word (a probe, not a committed
+table: 2.56M words in 63 ms against 10 ms), and a transformer step with
+attention dropout draws millions. The caller's key type is unchanged, so
+splitting and folding stay threefry's. The throughput this gives is in
+results/bench_seq.md (scripts/bench_seq.py).
 """
 
 from __future__ import annotations
@@ -34,7 +41,9 @@ def keep_mask(key: jax.Array, rate: float, shape: tuple[int, ...]
   shape = tuple(shape)
   last = shape[-1] if shape else 1
   lead = shape[:-1] if shape else ()
-  words = jax.random.bits(key, lead + (math.ceil(last / 2),), jnp.uint32)
+  bulk = jax.random.wrap_key_data(jax.random.bits(key, (4,), jnp.uint32),
+                                  impl="rbg")
+  words = jax.random.bits(bulk, lead + (math.ceil(last / 2),), jnp.uint32)
   halves = lax.bitcast_convert_type(words, jnp.uint16)  # (..., ceil/2, 2)
   halves = halves.reshape(lead + (-1,))[..., :last].reshape(shape)
   return halves >= jnp.uint16(round(rate * _LEVELS))
