@@ -23,19 +23,19 @@ Measured (3 seeds, 200 epochs, test): HR@10 0.7341, NDCG@10 0.5242
 (100 epochs: 0.7297, 0.5181). BERT4Rec (Beauty settings, lr 1e-3, 16
 epochs, 1 seed, 989 s): 0.6832, 0.4716 (results/seq_games_bert4rec.md:
   ... --name=seq_games_bert4rec '--only=^BERT4Rec-paper-beauty,lr=1e-3').
-SASRec with the softmax over all items (3 seeds, 30 epochs, about 80 s per
-epoch beside one other job, 2,406-2,685 s each): HR@10 0.7400, NDCG@10
-0.5557; full ranking 0.1127, 0.0618 (results/seq_games_softmax.md:
-  ... --name=seq_games_softmax '--only=^SASRec-softmax-').
+SASRec with the softmax over all items (3 seeds, 30 epochs, about 45-65 s
+per epoch, 1,559-2,177 s each; rerun at 4fbd4f4): HR@10 0.7391,
+NDCG@10 0.5548; full ranking 0.1132, 0.0618 (results/seq_games_softmax.md:
+  ... --name=seq_games_softmax '--only=^SASRec-softmax-seed[012]$').
 The same with a 60-epoch cap, since those runs peaked at their last epoch
 (seed 0, per-element attention dropout: best epoch 45, test HR@10 0.7382,
 NDCG@10 0.5547, full 0.1136 / 0.0619; about 52 s per epoch alone):
   ... --name=seq_games_softmax60 '--only=^SASRec-softmax,epochs=60'
 
-All measured figures above were made with flax's attention dropout, one
-(L, L) mask shared by every row and head; since 42df3f7 each attention
-weight is dropped independently (as in the SASRec and BERT code), so a
-rerun differs.
+The BCE and BERT4Rec figures above were made with flax's attention
+dropout, one (L, L) mask shared by every row and head; since 42df3f7 each
+attention weight is dropped independently (as in the SASRec and BERT code),
+so a rerun differs. The softmax figures are from code with that change.
 
 Paper (Table 3, Games): SASRec HR@10 0.7410, NDCG@10 0.5360.
 """
