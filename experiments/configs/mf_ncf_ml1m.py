@@ -14,7 +14,12 @@ One run:
 The table (dims 64, 128, 192 x 3 seeds):
   python -m experiments.sweep --config=experiments/configs/mf_ncf_ml1m.py \
       --workdir=runs/mf_ncf_ml1m --name=mf_ncf_ml1m
-Runtime: about 5-10 s per epoch on a 2-core CPU.
+Runtime: about 5-10 s per epoch on a 2-core CPU at dimension 64; about
+30 s at 128 (967 s for 30 epochs).
+Measured (test, HR@10 / NDCG@10): dimension 64, 3 seeds, 0.6876 / 0.4198
+(results/mf_ncf_ml1m.md); dimension 128, seed 0, 0.6833 / 0.4171
+(results/mf_ncf_ml1m_dim128.md: ... --name=mf_ncf_ml1m_dim128
+'--only=dim=128-seed0$').
 Paper (Rendle et al. Table 1, ML-1M): MF HR@10 0.7294, NDCG@10 0.4523;
 the target is to beat our NeuMF-64 (NCF paper: 0.730 / 0.447).
 """
