@@ -11,7 +11,8 @@ retrain on the whole 75% for the epochs chosen on validation.
 One run:
   python -m experiments.main --config=experiments/configs/ncf_ml100k.py \
       --workdir=runs/ncf_ml100k_bpr
-The table (Popularity, MF-BPR, NeuMF; 3 seeds; a few minutes):
+The table (Popularity, two MF-BPR, NeuMF; 3 seeds; about 25 minutes on 2
+cores, most of it the SGD MF-BPR's 200-300 epochs):
   python -m experiments.sweep --config=experiments/configs/ncf_ml100k.py \
       --workdir=runs/ncf_ml100k --name=ncf_ml100k \
       --metrics=MAP@10,NDCG@10,Precision@10,Recall@10
