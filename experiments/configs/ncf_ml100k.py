@@ -18,6 +18,8 @@ cores, most of it the SGD MF-BPR's 200-300 epochs):
       --metrics=MAP@10,NDCG@10,Precision@10,Recall@10
 Reference (MS Recommenders benchmark, ML-100k): NCF nDCG@10 0.396, BPR
 nDCG@10 0.442.
+Measured (3 seeds, refit rows, test NDCG@10; results/ncf_ml100k.md): MF-BPR
+SGD 0.4611, MF-BPR AdamW 0.4277, NeuMF 0.4171, Popularity 0.2419.
 """
 
 from ml_collections import ConfigDict
