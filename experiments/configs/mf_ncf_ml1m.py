@@ -69,7 +69,7 @@ def get_sweep():
   sgd = [dict(model="MF (Rendle et al.)", variant=f"sgd,dim={dim},l2=0.001",
               seed=seed, paper=PAPER,
               overrides={"model.dim": dim, "optim.name": "sgd",
-                         "optim.learning_rate": 2.048, "train.l2": 0.001,
+                         "optim.learning_rate": 0.002 * 1024, "train.l2": 0.001,
                          "train.epochs": 256, "eval.every_epochs": 4,
                          "eval.patience": 8})
          for dim in (64, 128) for seed in (0, 1, 2)]

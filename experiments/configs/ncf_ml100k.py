@@ -84,9 +84,8 @@ def get_sweep():
              overrides={"model.use_bias": True, "model.init_std": 0.01,
                         "train.negatives": 1, "train.l2": 0.004,
                         "train.epochs": 300, "optim.name": "sgd",
-                        "optim.learning_rate": 2.56,
-                        "optim.weight_decay": 0.0, "eval.every_epochs": 5,
-                        "eval.patience": 12}),
+                        "optim.learning_rate": 0.01 * 256,
+                        "eval.every_epochs": 5, "eval.patience": 12}),
         # NeuMF: factors {16, 32} x Adam(W) settings, chosen on validation.
         dict(model="NeuMF", variant="factors=32,neg=4", seed=seed,
              paper={PROTOCOL: {"NDCG@10": 0.396}},
