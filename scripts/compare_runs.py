@@ -1,0 +1,90 @@
+"""Rows from finished runs of different sweeps, paired against a reference.
+
+  python scripts/compare_runs.py --name=mf_vs_neumf_ml1m \
+      --group='NeuMF-pre|factors=64|runs/ncf_ml1m/NeuMF-pre-factors=64-seed*' \
+      --group='MF (Rendle et al.)|sgd,dim=64|runs/mf_ncf_ml1m/*sgd,dim=64-seed*' \
+      --reference='NeuMF-pre|factors=64'
+
+Each --group is 'MODEL|VARIANT|GLOB': the run directories (each with the
+results.json and per_user.npz a training run writes) that make one row.
+Trains nothing: the rows are the runs' own test figures, mean ± std over
+the matched runs, each metric tested per user (seeds pooled) against the
+reference row, as a sweep's table does within one sweep.  Runs evaluated
+on different users or negatives are refused.  Writes results/<name>.*.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import sys
+from pathlib import Path
+
+from absl import app, flags
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from jaxrec import results  # noqa: E402
+
+_GROUPS = flags.DEFINE_multi_string(
+    "group", [], "'MODEL|VARIANT|GLOB' of the run directories of one row.")
+_REFERENCE = flags.DEFINE_string(
+    "reference", None, "'MODEL|VARIANT' of the row the others are tested "
+    "against; default: the best row of each protocol and metric.")
+_NAME = flags.DEFINE_string("name", None, "Table name.", required=True)
+_RESULTS = flags.DEFINE_string("results_dir", "results", "Table directory.")
+_METRICS = flags.DEFINE_list("metrics", ["HR@10", "NDCG@10", "MRR"],
+                             "Metrics in the table.")
+_TEST = flags.DEFINE_enum("test", "paired-t", ["paired-t", "wilcoxon",
+                                               "paired-bootstrap"],
+                          "Paired test on per-user test metrics.")
+_NOTE = flags.DEFINE_string("note", "", "Text above the table.")
+
+
+def load_group(spec: str) -> list[dict]:
+  """The runs of one 'MODEL|VARIANT|GLOB' spec, in the shape
+  `results.aggregate` takes; raises ValueError when the spec is malformed
+  or no finished run matches."""
+  parts = spec.split("|")
+  if len(parts) != 3 or not all(parts):
+    raise ValueError(f"--group={spec!r}; expected 'MODEL|VARIANT|GLOB'")
+  model, variant, pattern = parts
+  dirs = sorted(d for d in glob.glob(pattern)
+                if (Path(d) / "results.json").exists())
+  if not dirs:
+    raise ValueError(f"--group={spec!r}: no directory matching {pattern!r} "
+                     "holds a results.json (a finished run)")
+  runs = []
+  for d in dirs:
+    config = json.loads((Path(d) / "config.json").read_text()) \
+        if (Path(d) / "config.json").exists() else {}
+    result = json.loads((Path(d) / "results.json").read_text())
+    runs.append({"model": model, "variant": variant,
+                 "seed": config.get("seed"), "dataset": result["dataset"],
+                 "result": result, "workdir": d})
+  return runs
+
+
+def compare(specs: list[str], metrics: tuple[str, ...],
+            reference: str | None = None, test: str = "paired-t"
+            ) -> list[dict]:
+  """Aggregated rows of every group, with paired tests against
+  `reference` ('MODEL|VARIANT')."""
+  runs = [run for spec in specs for run in load_group(spec)]
+  rows = results.aggregate(runs, metrics)
+  ref = tuple(reference.split("|")) if reference else None
+  return results.significance(runs, rows, metrics, reference=ref, test=test)
+
+
+def main(argv):
+  del argv
+  rows = compare(_GROUPS.value, tuple(_METRICS.value), _REFERENCE.value,
+                 _TEST.value)
+  paths = results.write(_NAME.value, rows, results.command_line(),
+                        _RESULTS.value, _NOTE.value)
+  print(paths[1].read_text())
+
+
+if __name__ == "__main__":
+  app.run(main)
