@@ -24,6 +24,12 @@ Measured (test, HR@10 / NDCG@10): dimension 64, 3 seeds, 0.6876 / 0.4198
 (results/mf_ncf_ml1m.md); dimension 128, seed 0, 0.6833 / 0.4171
 (results/mf_ncf_ml1m_dim128.md: ... --name=mf_ncf_ml1m_dim128
 '--only=dim=128-seed0$').
+The sgd rows (results/mf_ncf_ml1m_sgd.md: ... --name=mf_ncf_ml1m_sgd
+--only=sgd; about 8 s per epoch at dimension 64 and 10 s at 128, 18-22
+minutes a run): dimension 64, 3 seeds, 0.7200 / 0.4459, full ranking
+0.0978 / 0.0491; dimension 128, 3 seeds, 0.7203 / 0.4463, full ranking
+0.0976 / 0.0496.  Both beat our NeuMF-pre-64 (0.7081 / 0.4309,
+results/mf_vs_neumf_ml1m.md) but not the NCF paper's HR@10 0.730.
 Paper (Rendle et al. Table 1, ML-1M): MF HR@10 0.7294, NDCG@10 0.4523;
 the target is to beat our NeuMF-64 (NCF paper: 0.730 / 0.447).
 """
