@@ -27,20 +27,6 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from jaxrec import results  # noqa: E402
 
-_GROUPS = flags.DEFINE_multi_string(
-    "group", [], "'MODEL|VARIANT|GLOB' of the run directories of one row.")
-_REFERENCE = flags.DEFINE_string(
-    "reference", None, "'MODEL|VARIANT' of the row the others are tested "
-    "against; default: the best row of each protocol and metric.")
-_NAME = flags.DEFINE_string("name", None, "Table name.", required=True)
-_RESULTS = flags.DEFINE_string("results_dir", "results", "Table directory.")
-_METRICS = flags.DEFINE_list("metrics", ["HR@10", "NDCG@10", "MRR"],
-                             "Metrics in the table.")
-_TEST = flags.DEFINE_enum("test", "paired-t", ["paired-t", "wilcoxon",
-                                               "paired-bootstrap"],
-                          "Paired test on per-user test metrics.")
-_NOTE = flags.DEFINE_string("note", "", "Text above the table.")
-
 
 def load_group(spec: str) -> list[dict]:
   """The runs of one 'MODEL|VARIANT|GLOB' spec, in the shape
@@ -77,14 +63,33 @@ def compare(specs: list[str], metrics: tuple[str, ...],
   return results.significance(runs, rows, metrics, reference=ref, test=test)
 
 
+def define_flags():
+  """The command line's flags; defined only when run as a script, so that
+  importing this module (the tests do) leaves absl's global flags alone."""
+  flags.DEFINE_multi_string(
+      "group", [], "'MODEL|VARIANT|GLOB' of the run directories of one row.")
+  flags.DEFINE_string(
+      "reference", None, "'MODEL|VARIANT' of the row the others are tested "
+      "against; default: the best row of each protocol and metric.")
+  flags.DEFINE_string("name", None, "Table name.", required=True)
+  flags.DEFINE_string("results_dir", "results", "Table directory.")
+  flags.DEFINE_list("metrics", ["HR@10", "NDCG@10", "MRR"],
+                    "Metrics in the table.")
+  flags.DEFINE_enum("test", "paired-t", ["paired-t", "wilcoxon",
+                                         "paired-bootstrap"],
+                    "Paired test on per-user test metrics.")
+  flags.DEFINE_string("note", "", "Text above the table.")
+
+
 def main(argv):
   del argv
-  rows = compare(_GROUPS.value, tuple(_METRICS.value), _REFERENCE.value,
-                 _TEST.value)
-  paths = results.write(_NAME.value, rows, results.command_line(),
-                        _RESULTS.value, _NOTE.value)
+  f = flags.FLAGS
+  rows = compare(f.group, tuple(f.metrics), f.reference, f.test)
+  paths = results.write(f.name, rows, results.command_line(),
+                        f.results_dir, f.note)
   print(paths[1].read_text())
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)
