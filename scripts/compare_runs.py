@@ -43,12 +43,10 @@ def load_group(spec: str) -> list[dict]:
                      "holds a results.json (a finished run)")
   runs = []
   for d in dirs:
-    config = json.loads((Path(d) / "config.json").read_text()) \
-        if (Path(d) / "config.json").exists() else {}
     result = json.loads((Path(d) / "results.json").read_text())
     runs.append({"model": model, "variant": variant,
-                 "seed": config.get("seed"), "dataset": result["dataset"],
-                 "result": result, "workdir": d})
+                 "dataset": result["dataset"], "result": result,
+                 "workdir": d})
   return runs
 
 

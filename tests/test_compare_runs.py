@@ -18,10 +18,9 @@ spec.loader.exec_module(compare_runs)
 KEY = "test/p/HR@10"
 
 
-def _run(path: Path, seed: int, hits: np.ndarray, digest="abc"):
-  """A finished run: config.json, results.json and per_user.npz."""
+def _run(path: Path, hits: np.ndarray, digest="abc"):
+  """A finished run: results.json and per_user.npz."""
   path.mkdir(parents=True)
-  (path / "config.json").write_text(json.dumps({"seed": seed}))
   (path / "results.json").write_text(json.dumps({
       "dataset": "d", "protocol": "p", "negatives_sha256": digest,
       "test": {"p/HR@10": float(hits.mean())}, "train_seconds": 1.0,
@@ -35,10 +34,10 @@ def test_rows_pool_seeds_and_pair_users_against_the_reference(tmp_path):
   a = [rng.random(50) < 0.5 for _ in range(2)]
   b = [rng.random(50) < 0.7 for _ in range(3)]
   for i, h in enumerate(a):
-    _run(tmp_path / "sweep1" / f"A-seed{i}", i, h.astype(float))
+    _run(tmp_path / "sweep1" / f"A-seed{i}", h.astype(float))
   for i, h in enumerate(b):
-    _run(tmp_path / "sweep2" / f"B-seed{i}", i, h.astype(float))
-  _run(tmp_path / "sweep2" / "B-unfinished", 9, np.ones(50))
+    _run(tmp_path / "sweep2" / f"B-seed{i}", h.astype(float))
+  _run(tmp_path / "sweep2" / "B-unfinished", np.ones(50))
   (tmp_path / "sweep2" / "B-unfinished" / "results.json").unlink()
   rows = compare_runs.compare(
       [f"A|x|{tmp_path}/sweep1/A-seed*", f"B|y|{tmp_path}/sweep2/B-*"],
@@ -55,12 +54,13 @@ def test_rows_pool_seeds_and_pair_users_against_the_reference(tmp_path):
 
 
 def test_refuses_runs_on_other_negatives_and_empty_groups(tmp_path):
-  _run(tmp_path / "A-seed0", 0, np.ones(10), digest="abc")
-  _run(tmp_path / "B-seed0", 0, np.zeros(10), digest="def")
+  _run(tmp_path / "A-seed0", np.ones(10), digest="abc")
+  _run(tmp_path / "B-seed0", np.zeros(10), digest="def")
   with pytest.raises(ValueError, match="different evaluation negatives"):
     compare_runs.compare([f"A|x|{tmp_path}/A-*", f"B|y|{tmp_path}/B-*"],
                          ("HR@10",))
   with pytest.raises(ValueError, match="no directory matching"):
     compare_runs.compare([f"C|z|{tmp_path}/C-*"], ("HR@10",))
-  with pytest.raises(ValueError, match=re.escape("expected 'MODEL|VARIANT|GLOB'")):
+  malformed = re.escape("expected 'MODEL|VARIANT|GLOB'")
+  with pytest.raises(ValueError, match=malformed):
     compare_runs.compare(["C|z"], ("HR@10",))
