@@ -62,17 +62,23 @@ def test_same_key_same_mask_and_bad_rate_rejected():
     dropout.keep_mask(jax.random.key(0), 1.0, (3,))
 
 
-def _qkv(seed=0):
+def _qkv(seed=0, heads=3):
   keys = jax.random.split(jax.random.key(seed), 3)
-  return [jax.random.normal(k, (2, 6, 3, 4)) for k in keys]  # (B, L, H, Dh)
+  return [jax.random.normal(k, (2, 6, heads, 4)) for k in keys]  # (B,L,H,Dh)
 
 
-def test_attention_without_dropout_equals_flax():
-  q, k, v = _qkv()
-  mask = nn.make_causal_mask(jnp.ones((2, 6)))
-  ours = dropout.dot_product_attention(q, k, v, mask=mask,
+@pytest.mark.parametrize("heads", [1, 3])
+def test_attention_without_dropout_equals_flax(heads):
+  """Causal and per-row padding masks and an additive bias, as flax."""
+  q, k, v = _qkv(heads=heads)
+  valid = jnp.array([[1, 1, 1, 1, 1, 1], [0, 0, 1, 1, 1, 1]], bool)
+  mask = nn.combine_masks(nn.make_causal_mask(valid),
+                          nn.make_attention_mask(jnp.ones_like(valid), valid))
+  bias = jax.random.normal(jax.random.key(9), (2, heads, 6, 6))
+  ours = dropout.dot_product_attention(q, k, v, bias=bias, mask=mask,
                                        deterministic=True, dropout_rate=0.5)
-  ref = nn.dot_product_attention(q, k, v, mask=mask, deterministic=True)
+  ref = nn.dot_product_attention(q, k, v, bias=bias, mask=mask,
+                                 deterministic=True)
   np.testing.assert_allclose(ours, ref, rtol=1e-6, atol=1e-6)
 
 

@@ -6,10 +6,11 @@ needs far fewer bits: here each 32-bit word serves two elements, the rate is
 rounded to a multiple of 1/65536 (at most 7.6e-6 off), and kept values are
 scaled by the exact keep probability, so E[output] = input.
 
-The bulk words come from XLA's RngBitGenerator (jax's "rbg" key), seeded by
-four words of the caller's key: on this 2-core CPU, threefry2x32 (jax's
-default) took about six times as long per word (a probe, not a committed
-table: 2.56M words in 63 ms against 10 ms), and a transformer step with
+The bulk words come from XLA's RngBitGenerator with its ThreeFry algorithm
+(lax.rng_bit_generator), seeded by four words of the caller's key. On this
+2-core CPU, per word, jax.random's threefry2x32 took about 4.6x as long
+and RngBitGenerator's default (Philox) about 2x (probes, not committed
+tables: 2.56M words in 43, 17-20 and 9.3 ms), and a transformer step with
 attention dropout draws millions. The caller's key type is unchanged, so
 splitting and folding stay threefry's. The throughput this gives is in
 results/bench_seq.md (scripts/bench_seq.py).
@@ -41,9 +42,9 @@ def keep_mask(key: jax.Array, rate: float, shape: tuple[int, ...]
   shape = tuple(shape)
   last = shape[-1] if shape else 1
   lead = shape[:-1] if shape else ()
-  bulk = jax.random.wrap_key_data(jax.random.bits(key, (4,), jnp.uint32),
-                                  impl="rbg")
-  words = jax.random.bits(bulk, lead + (math.ceil(last / 2),), jnp.uint32)
+  _, words = lax.rng_bit_generator(
+      jax.random.bits(key, (4,), jnp.uint32), lead + (math.ceil(last / 2),),
+      jnp.uint32, algorithm=lax.RandomAlgorithm.RNG_THREE_FRY)
   halves = lax.bitcast_convert_type(words, jnp.uint16)  # (..., ceil/2, 2)
   halves = halves.reshape(lead + (-1,))[..., :last].reshape(shape)
   return halves >= jnp.uint16(round(rate * _LEVELS))
@@ -90,14 +91,32 @@ def dot_product_attention(query, key, value, bias=None, mask=None,
 
   query (B, Lq, H, Dh), key / value (B, Lk, H, Dh) -> (B, Lq, H, Dh); with
   `broadcast_dropout` (flax's default) one (Lq, Lk) mask serves every row and
-  head, else each weight is dropped independently.
+  head, else each weight is dropped independently.  `mask` (B|1, 1|H, Lq,
+  Lk) bool hides a key where False; `bias` is added to the logits.
+
+  The products run as (B * H)-batched 3-d matmuls with heads moved next to
+  the batch: XLA's CPU dot is several times slower on flax's 4-d
+  '...qhd,...khd->...hqk' layout (scripts/bench_seq.py measures the step).
   """
-  weights = nn.dot_product_attention_weights(
-      query, key, bias, mask, deterministic=True, dtype=dtype,
-      precision=precision)                              # (B, H, Lq, Lk)
+  b, lq, h, dh = query.shape
+  lk = key.shape[1]
+  dtype = dtype or query.dtype
+
+  def heads_first(x):                                   # (B * H, L, Dh)
+    return x.transpose(0, 2, 1, 3).reshape(b * h, x.shape[1], dh)
+
+  q = heads_first(query / jnp.sqrt(dh).astype(query.dtype))
+  logits = jnp.einsum("nqd,nkd->nqk", q, heads_first(key),
+                      precision=precision).reshape(b, h, lq, lk)
+  if bias is not None:
+    logits = logits + bias
+  if mask is not None:
+    logits = jnp.where(mask, logits, jnp.finfo(logits.dtype).min)
+  weights = jax.nn.softmax(logits).astype(dtype)        # (B, H, Lq, Lk)
   if not deterministic and dropout_rate > 0.0:
     shape = ((1,) * (weights.ndim - 2) + weights.shape[-2:]
              if broadcast_dropout else weights.shape)
     weights = apply(weights, dropout_rng, dropout_rate, shape)
-  return jnp.einsum("...hqk,...khd->...qhd", weights, value,
-                    precision=precision)
+  out = jnp.einsum("nqk,nkd->nqd", weights.reshape(b * h, lq, lk),
+                   heads_first(value), precision=precision)
+  return out.reshape(b, h, lq, dh).transpose(0, 2, 1, 3)
