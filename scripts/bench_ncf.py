@@ -24,7 +24,7 @@ import optax
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from jaxrec import parallel, results, timing  # noqa: E402
+from jaxrec import parallel, results, timing, xla_flags  # noqa: E402
 from jaxrec.models import ncf  # noqa: E402
 from jaxrec.train import setup, tasks  # noqa: E402
 
@@ -157,7 +157,9 @@ def main():
   parser = argparse.ArgumentParser()
   parser.add_argument("--out", default="results")
   args = parser.parse_args()
+  xla_flags.add_cpu_flags()
   import torch
+  load0 = os.getloadavg()[0]
   peak = timing.matmul_peak_flops()
   rows = []
   for factors, batch, steps in ((64, 256, 256), (64, 4096, 32),
@@ -192,7 +194,11 @@ def main():
            "flops_fraction_of_peak counts dense-layer FLOPs only (forward + "
            "backward), so embedding-bound models sit far below the peak. "
            "Epoch = 988,129 positives + 4 negatives each, batch 256, "
-           "including host-side negative sampling.")
+           "including host-side negative sampling. XLA_FLAGS: "
+           f"'{os.environ.get('XLA_FLAGS', '')}' (jaxrec.xla_flags; "
+           "results/bench_xla_flags.md compares XLA's defaults). Load "
+           f"average: {load0:.2f} (1 min) at the start, "
+           f"{os.getloadavg()[0]:.2f} at the end.")
   paths = results.write("bench_ncf", rows, results.command_line(),
                         args.out, notes)
   print(paths[1].read_text())

@@ -31,7 +31,7 @@ from torch.nn import functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from jaxrec import parallel, results, timing  # noqa: E402
+from jaxrec import parallel, results, timing, xla_flags  # noqa: E402
 from jaxrec.data import negatives, sequences  # noqa: E402
 from jaxrec.data.datasets import resolve_data_dir  # noqa: E402
 from jaxrec.train import sequential  # noqa: E402
@@ -73,8 +73,9 @@ def _batches(name, steps, batch, seed=0):
       mask_last_share=MASK_LAST_SHARE, budget=budget)
 
 
-def jax_run(name, batch, steps, repeats):
-  """({steps per dispatch: sequences/s} for `steps` and 1, params)."""
+def jax_run(name, batch, steps, repeats, single_step=True):
+  """({steps per dispatch: sequences/s} for `steps` and, with
+  `single_step`, 1; params)."""
   spec = SPECS[name]
   model = sequential.build_model(ml_collections.ConfigDict(spec["model"]),
                                  N_ITEMS)
@@ -88,7 +89,7 @@ def jax_run(name, batch, steps, repeats):
                                     batch)
   box = {"s": launcher.put_state(state)}
   rates = {}
-  for s in dict.fromkeys((steps, 1)):
+  for s in dict.fromkeys((steps, 1) if single_step else (steps,)):
     placed = launcher.put_batches(_batches(name, s, batch))
 
     def run():
@@ -299,6 +300,7 @@ def main():
   parser.add_argument("--quick", action="store_true",
                       help="smoke mode: batch 8, one repeat, no Games epoch")
   args = parser.parse_args()
+  xla_flags.add_cpu_flags()
   repeats = 1 if args.quick else args.repeats
   load0 = os.getloadavg()[0]
   peak = timing.matmul_peak_flops()
@@ -378,7 +380,9 @@ def main():
       "Games epoch: sasrec_games.py (L=50, d=50, dropout 0.5, batch 128 "
       "users packed into rows), the family's make_epoch_batches (host-side "
       "packing and negatives included), steps_per_call per dispatch, after "
-      "a warm-up epoch, no evaluation or checkpoint. Load average: "
+      "a warm-up epoch, no evaluation or checkpoint. XLA_FLAGS: "
+      f"'{os.environ.get('XLA_FLAGS', '')}' (jaxrec.xla_flags; "
+      "results/bench_xla_flags.md compares XLA's defaults). Load average: "
       f"{load0:.2f} (1 min) at the start, {load[0]:.2f} / {load[1]:.2f} / "
       f"{load[2]:.2f} (1/5/15 min) at the end. {args.note}").strip()
   command = results.command_line()

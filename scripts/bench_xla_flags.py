@@ -1,0 +1,102 @@
+"""Train-step throughput with XLA's CPU defaults against jaxrec's CPU flags
+(jaxrec/xla_flags.py), same machine, same run.
+
+  pip install -e '.[bench]'
+  python scripts/bench_xla_flags.py
+
+XLA reads its flags once, when JAX's backend starts, so each setting runs
+in a child process; the settings alternate over `--rounds` rounds and each
+cell is the median over rounds (this CPU's speed drifts over minutes).
+Workloads: the JAX steps of scripts/bench_seq.py (SASRec, BERT4Rec at max
+length 200) and scripts/bench_ncf.py (GMF, MLP-3, NeuMF at 64 factors,
+batch 256), examples or sequences per second after compilation.
+Writes results/bench_xla_flags.*.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from jaxrec import results, xla_flags  # noqa: E402
+
+SETTINGS = {"xla_defaults": "", "jaxrec_cpu_flags": " ".join(
+    xla_flags.CPU_FLAGS)}
+WORKLOADS = ("SASRec", "BERT4Rec", "GMF", "MLP-3", "NeuMF")
+
+
+def child(repeats: int) -> dict[str, float]:
+  """{workload: examples (NCF) or sequences (seq) per second}."""
+  import bench_ncf
+  import bench_seq
+  out = {}
+  for name in WORKLOADS:
+    if name in bench_seq.SPECS:
+      rates, _ = bench_seq.jax_run(name, bench_seq.SPECS[name]["batch"],
+                                   4, repeats, single_step=False)
+      out[name] = rates[4]
+    else:
+      out[name] = bench_ncf.jax_examples_per_s(name, 64, 256, 256)
+  return out
+
+
+def run_child(setting: str, repeats: int) -> dict[str, float]:
+  env = dict(os.environ, XLA_FLAGS=SETTINGS[setting], JAX_PLATFORMS="cpu")
+  proc = subprocess.run(
+      [sys.executable, os.path.abspath(__file__), "--child",
+       f"--repeats={repeats}"], env=env, capture_output=True, text=True,
+      check=True)
+  return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main():
+  parser = argparse.ArgumentParser()
+  parser.add_argument("--out", default="results")
+  parser.add_argument("--rounds", type=int, default=2)
+  parser.add_argument("--repeats", type=int, default=5)
+  parser.add_argument("--child", action="store_true")
+  args = parser.parse_args()
+  sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+  if args.child:
+    print(json.dumps(child(args.repeats)))
+    return
+  runs = {s: [] for s in SETTINGS}
+  for r in range(args.rounds):
+    for setting in SETTINGS:
+      runs[setting].append(run_child(setting, args.repeats))
+      print(r, setting, runs[setting][-1], flush=True)
+  rows, rounds = [], []
+  for name in WORKLOADS:
+    med = {s: float(np.median([x[name] for x in runs[s]])) for s in SETTINGS}
+    rows.append({"model": name, "variant": "train-step",
+                 "protocol": "seqs/s" if name in ("SASRec", "BERT4Rec")
+                 else "examples/s",
+                 "metrics": {k: {"mean": v, "std": 0.0} for k, v in {
+                     **med, "ratio": med["jaxrec_cpu_flags"] /
+                     med["xla_defaults"]}.items()}})
+    rounds.append(f"{name}: " + "; ".join(
+        f"{s} " + " / ".join(f"{x[name]:.0f}" for x in runs[s])
+        for s in SETTINGS))
+  notes = (f"Settings: xla_defaults = XLA_FLAGS empty; jaxrec_cpu_flags = "
+           f"XLA_FLAGS='{SETTINGS['jaxrec_cpu_flags']}' (what "
+           "jaxrec.xla_flags.add_cpu_flags adds). Each setting in a child "
+           f"process, alternating, {args.rounds} rounds; cells are medians "
+           "over rounds of each child's median over repeats after "
+           "compilation. Shapes and steps as in scripts/bench_seq.py (4 "
+           "steps per dispatch) and scripts/bench_ncf.py (64 factors, batch "
+           "256, 256 steps per dispatch). ratio = jaxrec_cpu_flags / "
+           "xla_defaults. Per round: " + ". ".join(rounds) + ".")
+  paths = results.write("bench_xla_flags", rows,
+                        results.command_line(), args.out, notes)
+  print("\n".join(map(str, paths)))
+
+
+if __name__ == "__main__":
+  main()
