@@ -1,6 +1,8 @@
-"""Test setup: 8 forced CPU devices and strict rank promotion.
+"""Test setup: 8 forced CPU devices, the entry points' XLA CPU flags
+(jaxrec/xla_flags.py) and strict rank promotion.
 
-XLA_FLAGS must be set before jax is first imported, so it is set here.
+XLA reads XLA_FLAGS when JAX's backend starts, so they are set here, before
+any test runs a computation.
 """
 
 import os
@@ -10,4 +12,7 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 import jax  # noqa: E402
 
+from jaxrec import xla_flags  # noqa: E402
+
+xla_flags.add_cpu_flags()
 jax.config.update("jax_numpy_rank_promotion", "raise")

@@ -1,6 +1,7 @@
 """The real training loop on tiny planted data: learns, repeats, resumes."""
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -41,6 +42,8 @@ def test_mf_beats_popularity_on_planted_data(loss, popularity, tmp_path):
   for name in ("config.json", "manifest.json", "metrics.jsonl",
                "results.json", "per_user.npz"):
     assert (tmp_path / name).exists(), name
+  manifest = json.loads((tmp_path / "manifest.json").read_text())
+  assert manifest["xla_flags"] == os.environ.get("XLA_FLAGS", "")
   with np.load(tmp_path / "per_user.npz") as f:
     assert f["test/full/NDCG@10"].shape == (400,)
     assert np.isclose(f["test/full/NDCG@10"].mean(),

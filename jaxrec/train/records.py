@@ -64,6 +64,7 @@ def manifest() -> dict:
       "machine": machine(),
       "devices": [str(d) for d in jax.devices()],
       "process_count": jax.process_count(),
+      "xla_flags": os.environ.get("XLA_FLAGS", ""),
   }
 
 
