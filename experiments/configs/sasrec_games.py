@@ -36,6 +36,11 @@ The BCE and BERT4Rec figures above were made with flax's attention
 dropout, one (L, L) mask shared by every row and head; since 42df3f7 each
 attention weight is dropped independently (as in the SASRec and BERT code),
 so a rerun differs. The softmax figures are from code with that change.
+The BCE rows rerun at d37f4ca (3-d attention matmuls, ThreeFry dropout
+words, XLA YNNPACK fusions off; 403-501 s a run alone): HR@10 0.7327,
+NDCG@10 0.5226; full ranking 0.0645, 0.0321
+(results/seq_games_sasrec_bce.md: ... --name=seq_games_sasrec_bce
+'--only=^SASRec-paper-seed[012]$').
 
 Paper (Table 3, Games): SASRec HR@10 0.7410, NDCG@10 0.5360.
 """
