@@ -1,6 +1,8 @@
 """Significance in the results tables, on fake sweep run directories."""
 
 import json
+import os
+import subprocess
 
 import numpy as np
 import pytest
@@ -155,3 +157,27 @@ def test_command_line_reruns_the_process(monkeypatch):
   assert results.command_line(["scripts/b.py", "--k=2"],
                               env=("PYTHONPATH",)) == (
       "python scripts/b.py --k=2")
+
+
+def test_git_commit_is_dirty_for_code_changes_not_for_results(tmp_path,
+                                                              monkeypatch):
+  def git(*args):
+    subprocess.run(["git", "-C", str(tmp_path), *args], check=True,
+                   capture_output=True,
+                   env=dict(os.environ, GIT_AUTHOR_NAME="t",
+                            GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t",
+                            GIT_COMMITTER_EMAIL="t@t"))
+
+  (tmp_path / "results").mkdir()
+  (tmp_path / "code.py").write_text("x = 1\n")
+  (tmp_path / "results" / "table.md").write_text("| a |\n")
+  git("init", "-q")
+  git("add", ".")
+  git("commit", "-q", "-m", "init")
+  monkeypatch.setattr(records, "REPO_ROOT", tmp_path)
+  clean = records.git_commit(short=True)
+  assert "+dirty" not in clean
+  (tmp_path / "results" / "table.md").write_text("| b |\n")
+  assert records.git_commit(short=True) == clean
+  (tmp_path / "code.py").write_text("x = 2\n")
+  assert records.git_commit(short=True) == clean + "+dirty"

@@ -18,8 +18,9 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def git_commit(short: bool = False) -> str:
-  """The repository's HEAD commit ('+dirty' when there are local changes),
-  or 'unknown' outside a git checkout."""
+  """The repository's HEAD commit ('+dirty' when there are local changes
+  outside results/, whose tables are outputs, not code), or 'unknown'
+  outside a git checkout."""
   try:
     args = ["git", "-C", str(REPO_ROOT), "rev-parse"] + (
         ["--short"] if short else []) + ["HEAD"]
@@ -27,8 +28,8 @@ def git_commit(short: bool = False) -> str:
                             check=True, timeout=10).stdout.strip()
     dirty = subprocess.run(
         ["git", "-C", str(REPO_ROOT), "status", "--porcelain",
-         "--untracked-files=no"], capture_output=True, text=True,
-        timeout=10).stdout.strip()
+         "--untracked-files=no", "--", ".", ":(exclude)results"],
+        capture_output=True, text=True, timeout=10).stdout.strip()
     return commit + ("+dirty" if dirty else "")
   except (OSError, subprocess.SubprocessError):
     return "unknown"
