@@ -16,9 +16,10 @@ The table (SASRec 3 seeds, BERT4Rec under the same protocol):
   JAXREC_DATA_DIR=/work/shared/data python -m experiments.sweep \
       --config=experiments/configs/sasrec_games.py \
       --workdir=runs/seq_games --name=seq_games
-Runtime: one epoch (240 steps of about 128 packed users) took 3.5 s on
-the 2-core CPU at light load; the 200-epoch runs took 1,660-2,490 s of
-training under heavy sharing (load 3-30), plus about 10 s per validation.
+Runtime: one epoch (240 steps of about 128 packed users) takes 2.7 s on
+the 2-core CPU alone (results/bench_seq.md, at 5666b03); a 200-epoch run
+took 403-501 s of training at d37f4ca (1,660-2,490 s at earlier commits
+under heavy sharing), plus a few seconds per validation.
 Measured (3 seeds, 200 epochs, test): HR@10 0.7341, NDCG@10 0.5242
 (100 epochs: 0.7297, 0.5181). BERT4Rec (Beauty settings, lr 1e-3, 16
 epochs, 1 seed, 989 s): 0.6832, 0.4716 (results/seq_games_bert4rec.md:
