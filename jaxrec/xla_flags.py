@@ -53,3 +53,9 @@ def add_cpu_flags(environ: MutableMapping[str, str] | None = None
   if added:
     environ["XLA_FLAGS"] = " ".join([current, *added]).strip()
   return added
+
+
+def describe() -> str:
+  """The sentence a benchmark table's notes carry about XLA_FLAGS."""
+  return (f"XLA_FLAGS: '{os.environ.get('XLA_FLAGS', '')}' (jaxrec.xla_flags;"
+          " results/bench_xla_flags.md compares XLA's defaults).")

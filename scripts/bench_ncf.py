@@ -194,10 +194,8 @@ def main():
            "flops_fraction_of_peak counts dense-layer FLOPs only (forward + "
            "backward), so embedding-bound models sit far below the peak. "
            "Epoch = 988,129 positives + 4 negatives each, batch 256, "
-           "including host-side negative sampling. XLA_FLAGS: "
-           f"'{os.environ.get('XLA_FLAGS', '')}' (jaxrec.xla_flags; "
-           "results/bench_xla_flags.md compares XLA's defaults). Load "
-           f"average: {load0:.2f} (1 min) at the start, "
+           f"including host-side negative sampling. {xla_flags.describe()}"
+           f" Load average: {load0:.2f} (1 min) at the start, "
            f"{os.getloadavg()[0]:.2f} at the end.")
   paths = results.write("bench_ncf", rows, results.command_line(),
                         args.out, notes)

@@ -380,9 +380,8 @@ def main():
       "Games epoch: sasrec_games.py (L=50, d=50, dropout 0.5, batch 128 "
       "users packed into rows), the family's make_epoch_batches (host-side "
       "packing and negatives included), steps_per_call per dispatch, after "
-      "a warm-up epoch, no evaluation or checkpoint. XLA_FLAGS: "
-      f"'{os.environ.get('XLA_FLAGS', '')}' (jaxrec.xla_flags; "
-      "results/bench_xla_flags.md compares XLA's defaults). Load average: "
+      "a warm-up epoch, no evaluation or checkpoint. "
+      f"{xla_flags.describe()} Load average: "
       f"{load0:.2f} (1 min) at the start, {load[0]:.2f} / {load[1]:.2f} / "
       f"{load[2]:.2f} (1/5/15 min) at the end. {args.note}").strip()
   command = results.command_line()

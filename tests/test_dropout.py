@@ -75,11 +75,13 @@ def test_attention_without_dropout_equals_flax(heads):
   mask = nn.combine_masks(nn.make_causal_mask(valid),
                           nn.make_attention_mask(jnp.ones_like(valid), valid))
   bias = jax.random.normal(jax.random.key(9), (2, heads, 6, 6))
-  ours = dropout.dot_product_attention(q, k, v, bias=bias, mask=mask,
-                                       deterministic=True, dropout_rate=0.5)
-  ref = nn.dot_product_attention(q, k, v, bias=bias, mask=mask,
-                                 deterministic=True)
-  np.testing.assert_allclose(ours, ref, rtol=1e-6, atol=1e-6)
+  wide_v = jnp.concatenate([v, 2 * v], axis=-1)      # values deeper than keys
+  for value in (v, wide_v):
+    ours = dropout.dot_product_attention(q, k, value, bias=bias, mask=mask,
+                                         deterministic=True, dropout_rate=0.5)
+    ref = nn.dot_product_attention(q, k, value, bias=bias, mask=mask,
+                                   deterministic=True)
+    np.testing.assert_allclose(ours, ref, rtol=1e-6, atol=1e-6)
 
 
 @pytest.mark.parametrize("broadcast", [True, False])

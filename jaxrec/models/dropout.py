@@ -89,7 +89,7 @@ def dot_product_attention(query, key, value, bias=None, mask=None,
   """flax's nn.dot_product_attention with this module's dropout on the
   attention weights: an `attention_fn` for nn.MultiHeadDotProductAttention.
 
-  query (B, Lq, H, Dh), key / value (B, Lk, H, Dh) -> (B, Lq, H, Dh); with
+  query / key (B, Lq|Lk, H, Dh), value (B, Lk, H, Dv) -> (B, Lq, H, Dv); with
   `broadcast_dropout` (flax's default) one (Lq, Lk) mask serves every row and
   head, else each weight is dropped independently.  `mask` (B|1, 1|H, Lq,
   Lk) bool hides a key where False; `bias` is added to the logits.
@@ -99,11 +99,11 @@ def dot_product_attention(query, key, value, bias=None, mask=None,
   '...qhd,...khd->...hqk' layout (scripts/bench_seq.py measures the step).
   """
   b, lq, h, dh = query.shape
-  lk = key.shape[1]
+  lk, dv = key.shape[1], value.shape[-1]
   dtype = dtype or query.dtype
 
-  def heads_first(x):                                   # (B * H, L, Dh)
-    return x.transpose(0, 2, 1, 3).reshape(b * h, x.shape[1], dh)
+  def heads_first(x):                                   # (B * H, L, D)
+    return x.transpose(0, 2, 1, 3).reshape(b * h, x.shape[1], x.shape[3])
 
   q = heads_first(query / jnp.sqrt(dh).astype(query.dtype))
   logits = jnp.einsum("nqd,nkd->nqk", q, heads_first(key),
@@ -119,4 +119,4 @@ def dot_product_attention(query, key, value, bias=None, mask=None,
     weights = apply(weights, dropout_rng, dropout_rate, shape)
   out = jnp.einsum("nqk,nkd->nqd", weights.reshape(b * h, lq, lk),
                    heads_first(value), precision=precision)
-  return out.reshape(b, h, lq, dh).transpose(0, 2, 1, 3)
+  return out.reshape(b, h, lq, dv).transpose(0, 2, 1, 3)
