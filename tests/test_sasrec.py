@@ -6,6 +6,7 @@ import json
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from experiments.configs import sasrec_games
 from jaxrec.models.sasrec import SASRec
@@ -39,16 +40,17 @@ def position_jacobian(model, params, seq):
 
 def test_output_at_t_has_zero_gradient_from_every_later_input():
   seq = jnp.array([[3, 7, 1, 9, 4, 2, 8, 5]])
-  for pre_ln in (True, False):
-    model, params = _model(pre_ln=pre_ln)
+  for pre_ln, code in ((True, False), (False, False), (True, True)):
+    model, params = _model(pre_ln=pre_ln, sasrec_code=code)
     jac = position_jacobian(model, params, seq)
     later = np.triu(np.ones((L, L), bool), k=1)        # s > t
-    assert (jac[later] == 0).all(), pre_ln
-    assert (jac[~later] > 0).all(), pre_ln
+    assert (jac[later] == 0).all(), (pre_ln, code)
+    assert (jac[~later] > 0).all(), (pre_ln, code)
 
 
-def test_left_padding_and_packing_do_not_change_scores():
-  model, params = _model()
+@pytest.mark.parametrize("code", [False, True])
+def test_left_padding_and_packing_do_not_change_scores(code):
+  model, params = _model(sasrec_code=code)
   short = jnp.array([[5, 6, 7]])
   cands = jnp.arange(31)
   ref = model.apply(params, short, cands, method="score")

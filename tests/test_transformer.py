@@ -53,6 +53,46 @@ def test_block_layer_norm_placement(pre_ln):
   assert normalised == (not pre_ln)
 
 
+def _layer_norm(x, p, eps=1e-6):
+  mu, var = x.mean(-1, keepdims=True), x.var(-1, keepdims=True)
+  return (x - mu) / np.sqrt(var + eps) * p["scale"] + p["bias"]
+
+
+def test_sasrec_code_block_matches_numpy_reference():
+  """h = LN(x); x = h + Attn(q=h, k=v=x), no output projection; h = LN(x);
+  out = h + FF(h): the block of SASRec's released code, written out."""
+  heads, d, ff = 2, 8, 16
+  block = layers.TransformerBlock(num_heads=heads, ff_dim=ff, dropout=0.3,
+                                  pre_ln=True, sasrec_code=True)
+  x = jax.random.normal(jax.random.key(0), (2, 5, d))
+  valid = jnp.array([[False, True, True, True, True]] * 2)
+  mask = layers.attention_mask(valid, causal=True)
+  params = block.init(jax.random.key(1), x, mask)
+  p = jax.tree.map(np.asarray, params["params"])
+  xn, m = np.asarray(x, np.float64), np.asarray(mask)[:, 0]    # (B, L, L)
+  dense = lambda v, name: v @ p[name]["kernel"] + p[name]["bias"]
+  h = _layer_norm(xn, p["ln_attention"])
+  q, k, v = dense(h, "query"), dense(xn, "key"), dense(xn, "value")
+  attended = np.zeros_like(h)
+  dh = d // heads
+  for i in range(heads):
+    cols = slice(i * dh, (i + 1) * dh)
+    logits = q[..., cols] @ k[..., cols].transpose(0, 2, 1) / np.sqrt(dh)
+    logits = np.where(m, logits, -1e30)  # a fully hidden row: uniform
+    w = np.exp(logits - logits.max(-1, keepdims=True))
+    attended[..., cols] = (w / w.sum(-1, keepdims=True)) @ v[..., cols]
+  y = h + attended
+  h = _layer_norm(y, p["ln_ffn"])
+  want = h + dense(np.maximum(dense(h, "ffn_in"), 0), "ffn_out")
+  np.testing.assert_allclose(block.apply(params, x, mask), want, atol=1e-4)
+  # No output projection: 3 (D x D) projections instead of flax's 4.
+  assert set(p) == {"query", "key", "value", "ln_attention", "ln_ffn",
+                    "ffn_in", "ffn_out"}
+  with pytest.raises(ValueError, match="needs pre_ln"):
+    layers.TransformerBlock(num_heads=heads, ff_dim=ff, sasrec_code=True
+                            ).init(jax.random.key(1), x, mask)
+
+
 def test_dropout_only_in_training():
   block, params, x, mask = _block(False)
   a = block.apply(params, x, mask)

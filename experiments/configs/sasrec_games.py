@@ -68,7 +68,8 @@ def sequential_config() -> ConfigDict:
   c.data.k_core = 0               # >1: k-core filter (the files are filtered)
   c.data.split = "loo-time"
   c.model = ConfigDict(dict(name="sasrec", max_len=50, dim=50, num_blocks=2,
-                            num_heads=1, dropout=0.5, pre_ln=True))
+                            num_heads=1, dropout=0.5, pre_ln=True,
+                            sasrec_code=False))
   c.optim = ConfigDict(dict(name="adam", learning_rate=0.001, b1=0.9,
                             b2=0.98, weight_decay=0.0, clip_norm=0.0,
                             schedule="constant", warmup_steps=0))
@@ -122,6 +123,13 @@ def get_sweep():
   runs += [dict(model="SASRec", variant="softmax", seed=s, paper=PAPER,
                 overrides={"train.loss": "softmax", "train.epochs": 30})
            for s in SEEDS]
+  # The block layout of SASRec's released code (models/sasrec.py), with
+  # the paper's BCE and with the softmax.
+  runs += [dict(model="SASRec", variant="code", seed=s, paper=PAPER,
+                overrides={"model.sasrec_code": True}) for s in SEEDS]
+  runs += [dict(model="SASRec", variant="softmax,code", seed=s, paper=PAPER,
+                overrides={"train.loss": "softmax", "train.epochs": 30,
+                           "model.sasrec_code": True}) for s in SEEDS]
   # The 30-epoch runs peaked at their last epoch: the same with twice the cap.
   runs += [dict(model="SASRec", variant="softmax,epochs=60", seed=s,
                 paper=PAPER,

@@ -100,6 +100,10 @@ class TransformerBlock(nn.Module):
   Post-LN (Vaswani et al. 2017; BERT4Rec): x = LN(x + Drop(F(x))).
   Pre-LN (`pre_ln=True`; the residual form of SASRec's Eq. 4,
   g(x) = x + Drop(g(LN(x)))): x = x + Drop(F(LN(x))).
+  SASRec's released code (`sasrec_code=True`, with pre-LN): the residual
+  adds the normalised input, h = LN(x), x = h + Attn(q=h, k=v=x), then
+  h = LN(x), x = h + Drop(FF(h)); the attention has no output projection
+  (the paper's Eq. 2) and no dropout on its output, only on its weights.
 
   Attributes:
     num_heads: H; D must be divisible by H.
@@ -108,6 +112,7 @@ class TransformerBlock(nn.Module):
       each drawn independently as in the SASRec and BERT code (flax's
       default would share one (L, L) mask across rows and heads).
     pre_ln: normalise before each sublayer instead of after the residual.
+    sasrec_code: the layout of SASRec's released code (needs pre_ln).
     activation: 'relu' (SASRec) or 'gelu' (BERT4Rec) in the feed-forward.
     ln_epsilon: layer-norm epsilon.
   """
@@ -116,6 +121,7 @@ class TransformerBlock(nn.Module):
   ff_dim: int
   dropout: float = 0.0
   pre_ln: bool = False
+  sasrec_code: bool = False
   activation: str = "relu"
   ln_epsilon: float = 1e-6
   kernel_init: nn.initializers.Initializer = nn.initializers.xavier_uniform()
@@ -126,6 +132,8 @@ class TransformerBlock(nn.Module):
     """(B, L, D) -> (B, L, D); `mask` (B, 1, L, L) from `attention_mask`."""
     act = {"relu": nn.relu, "gelu": nn.gelu}[self.activation]
     drop = Dropout(self.dropout, deterministic=not train)
+    if self.sasrec_code:
+      return self._sasrec_code(x, mask, train, act, drop)
     attention = nn.MultiHeadDotProductAttention(
         num_heads=self.num_heads, dropout_rate=self.dropout,
         attention_fn=dot_product_attention, broadcast_dropout=False,
@@ -149,6 +157,28 @@ class TransformerBlock(nn.Module):
       return x + drop(feed_forward(ln_ffn(x)))
     x = ln_attention(x + drop(attend(x)))
     return ln_ffn(x + drop(feed_forward(x)))
+
+  def _sasrec_code(self, x, mask, train, act, drop):
+    """SASRec's released-code block (see the class docstring)."""
+    if not self.pre_ln:
+      raise ValueError("sasrec_code=True needs pre_ln=True")
+    b, l, d = x.shape
+    h = self.num_heads
+    dense = lambda name: nn.Dense(d, kernel_init=self.kernel_init, name=name)
+    split = lambda t: t.reshape(b, l, h, d // h)             # (B, L, H, Dh)
+    normed = nn.LayerNorm(self.ln_epsilon, name="ln_attention")(x)
+    rng = None if not train or not self.dropout else self.make_rng("dropout")
+    attended = dot_product_attention(
+        split(dense("query")(normed)), split(dense("key")(x)),
+        split(dense("value")(x)), mask=mask, broadcast_dropout=False,
+        dropout_rng=rng, dropout_rate=self.dropout,
+        deterministic=not train)
+    x = normed + attended.reshape(b, l, d)
+    normed = nn.LayerNorm(self.ln_epsilon, name="ln_ffn")(x)
+    ffn_in = nn.Dense(self.ff_dim, kernel_init=self.kernel_init,
+                      name="ffn_in")
+    ffn_out = nn.Dense(d, kernel_init=self.kernel_init, name="ffn_out")
+    return normed + drop(ffn_out(drop(act(ffn_in(normed)))))
 
 
 def right_aligned_positions(width: int, max_len: int) -> jax.Array:

@@ -12,8 +12,11 @@ absolute positions, dropout on the embeddings, padding positions zeroed
 after every block, pre-LN residual blocks (Eq. 4) with a ReLU feed-forward
 of width D, a final layer norm, shared input/output embeddings, and BCE
 with one sampled negative per position.
-Deviations: the attention query and key/value both read the normalised
-input (the code feeds the normalised query but raw keys); positions are
+By default the blocks are standard pre-LN (x + Drop(F(LN(x))), keys and
+queries normalised, an attention output projection); `sasrec_code=True`
+takes the released code's layout instead (residuals from LN(x), raw keys
+and values, no output projection; `layers.TransformerBlock`).
+Deviations: positions are
 right-aligned (`layers.right_aligned_positions`), which for a full-width
 input is the paper's numbering and makes a shorter left-padded window give
 identical scores; full softmax cross-entropy is an option (`sasrec_losses`,
@@ -40,6 +43,9 @@ class SASRec(nn.Module):
     num_heads: attention heads.
     dropout: rate on embeddings, attention and residual branches.
     pre_ln: pre-LN blocks (the paper); False for post-LN.
+    sasrec_code: the block layout of the paper's released code
+      (`layers.TransformerBlock`): residuals from the normalised input,
+      raw keys, no attention output projection.
   """
 
   n_items: int
@@ -49,6 +55,7 @@ class SASRec(nn.Module):
   num_heads: int = 1
   dropout: float = 0.5
   pre_ln: bool = True
+  sasrec_code: bool = False
 
   def setup(self):
     init = nn.initializers.xavier_uniform()
@@ -58,7 +65,8 @@ class SASRec(nn.Module):
     self.drop = Dropout(self.dropout)
     self.blocks = [layers.TransformerBlock(
         num_heads=self.num_heads, ff_dim=self.dim, dropout=self.dropout,
-        pre_ln=self.pre_ln, activation="relu", ln_epsilon=1e-8)
+        pre_ln=self.pre_ln, sasrec_code=self.sasrec_code,
+        activation="relu", ln_epsilon=1e-8)
                    for _ in range(self.num_blocks)]
     self.final_ln = nn.LayerNorm(1e-8)
 
