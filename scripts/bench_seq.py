@@ -66,8 +66,10 @@ def _batches(name, steps, batch, seed=0):
     positives = negatives.PositiveSets.build(
         np.repeat(users, width), table[1:].ravel(), users.size, N_ITEMS)
     return sequences.next_item_batches(table, packing, positives, rng)
-  budget = sequential.mask_budget(lengths[users], ml_collections.ConfigDict(
-      dict(train=dict(mask_prob=MASK_PROB, batch_size=batch))))
+  budget = sequential.mask_budget(
+      lengths, users, MAX_LEN, steps, batch, ml_collections.ConfigDict(dict(
+          seed=seed, train=dict(mask_prob=MASK_PROB,
+                                mask_last_share=MASK_LAST_SHARE))))
   return sequences.masked_item_batches(
       table, packing, rng, mask_prob=MASK_PROB, mask_id=N_ITEMS + 1,
       mask_last_share=MASK_LAST_SHARE, budget=budget)

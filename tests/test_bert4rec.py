@@ -139,3 +139,30 @@ def test_sampled_softmax_option_drops_accidental_hits():
     logits = out[pos] @ table[cols].T + bias[cols]
     losses.append(-(logits[0] - np.log(np.exp(logits).sum())))
   np.testing.assert_allclose(loss, np.mean(losses), rtol=1e-5)
+
+
+def test_mask_budget_covers_every_step_with_little_to_spare():
+  """The budget (from seeded simulated epochs) holds every step's masks
+  in real batches of other epochs, and wastes at most 5% + 128 slots
+  over the fullest step."""
+  import ml_collections
+  from jaxrec.data import sequences
+  rng = np.random.default_rng(0)
+  n_users, width, steps, rows = 4000, 20, 5, 300
+  lengths = np.concatenate([[0], rng.integers(1, width + 1, n_users)])
+  users = np.arange(1, n_users + 1)
+  table = np.zeros((n_users + 1, width), np.int32)
+  for u in users:
+    table[u, width - lengths[u]:] = rng.integers(1, 50, lengths[u])
+  config = ml_collections.ConfigDict(dict(seed=0, train=dict(
+      mask_prob=0.2, mask_last_share=0.1)))
+  budget = sequential.mask_budget(lengths, users, width, steps, rows, config)
+  fullest = 0
+  for epoch in range(5):
+    r = np.random.default_rng(100 + epoch)
+    packing = sequences.packed_epoch(users, lengths, width, steps, rows, r)
+    unlimited = sequences.masked_item_batches(
+        table, packing, r, mask_prob=0.2, mask_id=51, mask_last_share=0.1,
+        budget=10**4)
+    fullest = max(fullest, int(unlimited["weights"].sum(1).max()))
+  assert fullest <= budget <= 1.05 * fullest + 128

@@ -99,3 +99,40 @@ def test_attention_dropout_drops_weights(broadcast):
   expect = (weights * keep / 0.5).sum(-1).transpose(0, 2, 1)
   np.testing.assert_allclose(out, expect, rtol=1e-5, atol=1e-6)
   assert np.std(out) > 0.05  # dropout did something
+
+
+@pytest.mark.parametrize("block", [1, 4, 5])
+def test_causal_blocks_equal_full_attention(block):
+  """Query blocks against their keys so far: the same outputs and
+  gradients as the full (L, L) product without dropout; with dropout,
+  still no gradient from any later position."""
+  q, k, v = _qkv(heads=3)
+  valid = jnp.array([[1, 1, 1, 1, 1, 1], [0, 0, 1, 1, 1, 1]], bool)
+  mask = nn.combine_masks(nn.make_causal_mask(valid),
+                          nn.make_attention_mask(jnp.ones_like(valid), valid))
+  bias = jax.random.normal(jax.random.key(9), (2, 3, 6, 6))
+
+  def attend(q, k, v, causal_block, rate=0.0):
+    return dropout.dot_product_attention(
+        q, k, v, bias=bias, mask=mask, dropout_rng=jax.random.key(1),
+        dropout_rate=rate, deterministic=rate == 0.0,
+        broadcast_dropout=False, causal_block=causal_block)
+
+  # Rows whose every key is hidden (padding queries, which the models
+  # zero) average whatever keys they see: compared on the other rows.
+  seen = np.asarray(mask).any(-1)[:, 0, :, None, None]      # (B, Lq, 1, 1)
+  np.testing.assert_allclose(attend(q, k, v, block) * seen,
+                             attend(q, k, v, 0) * seen, rtol=1e-6, atol=1e-6)
+  grad = lambda cb: jax.grad(
+      lambda *a: jnp.sum(jnp.sin(attend(*a, cb)) * seen),
+      argnums=(0, 1, 2))(q, k, v)
+  for got, want in zip(grad(block), grad(0)):
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+  # With dropout: output row 2 takes nothing from keys/values after it.
+  gk, gv = jax.grad(lambda k, v: attend(q, k, v, block, 0.5)[:, 2].sum(),
+                    argnums=(0, 1))(k, v)
+  assert (np.asarray(gk)[:, 3:] == 0).all()
+  assert (np.asarray(gv)[:, 3:] == 0).all()
+  assert np.abs(np.asarray(gv)[:, :3]).sum() > 0      # (some weights kept)
+  with pytest.raises(ValueError, match="causal_block"):
+    dropout.dot_product_attention(q, k[:, :5], v[:, :5], causal_block=2)

@@ -161,3 +161,19 @@ def test_train_and_evaluate_end_to_end(tmp_path):
   assert result["epochs"] == 20 and result["train_seconds"] > 0
   assert np.load(tmp_path / "run" / "per_user.npz")[
       "test/full/HR@10"].shape == (60,)
+
+
+@pytest.mark.parametrize("code", [False, True])
+def test_causal_blocks_change_no_score(code):
+  """causal_block only skips the hidden upper triangle: same hidden states
+  at every real position, and still causal."""
+  model, params = _model(sasrec_code=code)
+  blocked = model.clone(causal_block=3)
+  seq = jnp.array([[0, 0, 3, 7, 1, 9, 4, 2], [3, 7, 1, 9, 4, 2, 8, 5]])
+  real = np.asarray(seq != 0)
+  np.testing.assert_allclose(np.asarray(blocked.apply(params, seq))[real],
+                             np.asarray(model.apply(params, seq))[real],
+                             atol=1e-5)
+  jac = position_jacobian(blocked, params, seq[1:])
+  later = np.triu(np.ones((L, L), bool), k=1)
+  assert (jac[later] == 0).all() and (jac[~later] > 0).all()

@@ -85,7 +85,7 @@ def dot_product_attention(query, key, value, bias=None, mask=None,
                           broadcast_dropout: bool = True, dropout_rng=None,
                           dropout_rate: float = 0.0,
                           deterministic: bool = False, dtype=None,
-                          precision=None):
+                          precision=None, causal_block: int = 0):
   """flax's nn.dot_product_attention with this module's dropout on the
   attention weights: an `attention_fn` for nn.MultiHeadDotProductAttention.
 
@@ -97,7 +97,29 @@ def dot_product_attention(query, key, value, bias=None, mask=None,
   The products run as (B * H)-batched 3-d matmuls with heads moved next to
   the batch: XLA's CPU dot is several times slower on flax's 4-d
   '...qhd,...khd->...hqk' layout (scripts/bench_seq.py measures the step).
+
+  `causal_block` > 0 promises that `mask` hides every key after its query
+  (Lq == Lk): queries then go in blocks of that many rows, each against
+  the keys up to its own last row only, so the hidden upper triangle is
+  never computed (those weights are exactly zero either way). Block i's
+  dropout mask is drawn from fold_in(dropout_rng, i). A query whose every
+  key is hidden (a padding position, which the models zero) averages the
+  keys its block sees rather than all of them.
   """
+  if causal_block and causal_block < query.shape[1]:
+    if key.shape[1] != query.shape[1] or mask is None:
+      raise ValueError("causal_block needs self-attention with a mask")
+    outs = []
+    for i, start in enumerate(range(0, query.shape[1], causal_block)):
+      end = min(start + causal_block, query.shape[1])
+      rng = None if dropout_rng is None else jax.random.fold_in(
+          dropout_rng, i)
+      outs.append(dot_product_attention(
+          query[:, start:end], key[:, :end], value[:, :end],
+          None if bias is None else bias[..., start:end, :end],
+          mask[..., start:end, :end], broadcast_dropout, rng, dropout_rate,
+          deterministic, dtype, precision))
+    return jnp.concatenate(outs, axis=1)
   b, lq, h, dh = query.shape
   lk, dv = key.shape[1], value.shape[-1]
   dtype = dtype or query.dtype

@@ -6,6 +6,7 @@ H = attention heads.
 
 from __future__ import annotations
 
+import functools
 from typing import Sequence
 
 import flax.linen as nn
@@ -115,6 +116,9 @@ class TransformerBlock(nn.Module):
     sasrec_code: the layout of SASRec's released code (needs pre_ln).
     activation: 'relu' (SASRec) or 'gelu' (BERT4Rec) in the feed-forward.
     ln_epsilon: layer-norm epsilon.
+    causal_block: > 0 when the mask is causal: attention in query blocks of
+      this many rows that skip the hidden upper triangle (exact;
+      `dropout.dot_product_attention`).
   """
 
   num_heads: int
@@ -125,6 +129,7 @@ class TransformerBlock(nn.Module):
   activation: str = "relu"
   ln_epsilon: float = 1e-6
   kernel_init: nn.initializers.Initializer = nn.initializers.xavier_uniform()
+  causal_block: int = 0
 
   @nn.compact
   def __call__(self, x: jnp.ndarray, mask: jnp.ndarray,
@@ -136,7 +141,9 @@ class TransformerBlock(nn.Module):
       return self._sasrec_code(x, mask, train, act, drop)
     attention = nn.MultiHeadDotProductAttention(
         num_heads=self.num_heads, dropout_rate=self.dropout,
-        attention_fn=dot_product_attention, broadcast_dropout=False,
+        attention_fn=functools.partial(dot_product_attention,
+                                       causal_block=self.causal_block),
+        broadcast_dropout=False,
         deterministic=not train, kernel_init=self.kernel_init,
         name="attention")
     ffn_in = nn.Dense(self.ff_dim, kernel_init=self.kernel_init,
@@ -172,7 +179,7 @@ class TransformerBlock(nn.Module):
         split(dense("query")(normed)), split(dense("key")(x)),
         split(dense("value")(x)), mask=mask, broadcast_dropout=False,
         dropout_rng=rng, dropout_rate=self.dropout,
-        deterministic=not train)
+        deterministic=not train, causal_block=self.causal_block)
     x = normed + attended.reshape(b, l, d)
     normed = nn.LayerNorm(self.ln_epsilon, name="ln_ffn")(x)
     ffn_in = nn.Dense(self.ff_dim, kernel_init=self.kernel_init,

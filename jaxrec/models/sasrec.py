@@ -46,6 +46,8 @@ class SASRec(nn.Module):
     sasrec_code: the block layout of the paper's released code
       (`layers.TransformerBlock`): residuals from the normalised input,
       raw keys, no attention output projection.
+    causal_block: query-block size of the causal attention (0 = one
+      (L, L) product); exact, it only skips the hidden upper triangle.
   """
 
   n_items: int
@@ -56,6 +58,7 @@ class SASRec(nn.Module):
   dropout: float = 0.5
   pre_ln: bool = True
   sasrec_code: bool = False
+  causal_block: int = 0
 
   def setup(self):
     init = nn.initializers.xavier_uniform()
@@ -66,6 +69,7 @@ class SASRec(nn.Module):
     self.blocks = [layers.TransformerBlock(
         num_heads=self.num_heads, ff_dim=self.dim, dropout=self.dropout,
         pre_ln=self.pre_ln, sasrec_code=self.sasrec_code,
+        causal_block=self.causal_block,
         activation="relu", ln_epsilon=1e-8)
                    for _ in range(self.num_blocks)]
     self.final_ln = nn.LayerNorm(1e-8)

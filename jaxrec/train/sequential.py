@@ -212,14 +212,30 @@ def _csr_rows(s, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
   return indptr, s.exclude_items[take]
 
 
-def mask_budget(lengths: np.ndarray, config) -> int:
-  """Masked positions per batch (M): 1.2x the expected count plus 64,
-  rounded up to 64.  Each user masks a fixed count, so a batch's total
-  varies only with which users it packs: overflow (masks undone at random)
-  is rare, and every unused slot still costs a full softmax row."""
-  n = np.maximum(1, np.rint(config.train.mask_prob * lengths))
-  expected = config.train.batch_size * n.mean()
-  return int(64 * np.ceil((1.2 * expected + 64) / 64))
+def mask_budget(lengths: np.ndarray, users: np.ndarray, width: int,
+                steps: int, rows: int, config, draws: int = 3) -> int:
+  """Masked positions per batch (M): the most any step needed in `draws`
+  seeded epochs of the training packing and mask counts (a segment of k
+  items masks max(1, round(rho * k)), or 1 for the mask-last share), plus
+  5% and 64, rounded up to 64.  Every unused slot still costs a full
+  softmax row; a step over the budget undoes masks at random (logged).
+
+  Args:
+    lengths: (n_users + 1,) segment lengths; users: the users packed;
+    width, steps, rows: the packing grid (`sequences.packed_epoch`).
+  """
+  rng = np.random.default_rng(config.seed)
+  most = 0
+  for _ in range(draws):
+    p = sequences.packed_epoch(users, lengths, width, steps, rows, rng)
+    k = np.bincount(p.segment)                        # (segments + 1,)
+    step = np.zeros_like(k)
+    step[p.segment] = p.step
+    n = np.where(rng.random(k.size) < config.train.mask_last_share, 1,
+                 np.maximum(1, np.rint(config.train.mask_prob * k)))
+    n[0] = 0                                          # segment 0: none
+    most = max(most, int(np.bincount(step, n, minlength=steps).max()))
+  return int(64 * np.ceil((1.05 * most + 64) / 64))
 
 
 def make_epoch_batches(split, config, model):
@@ -257,7 +273,8 @@ def make_epoch_batches(split, config, model):
       return sequences.next_item_batches(table, packing, positives, rng)
 
     return batches, steps
-  budget = config.train.mask_budget or mask_budget(lengths[users], config)
+  budget = config.train.mask_budget or mask_budget(
+      lengths, users, max_len, steps, rows, config)
   logging.info("BERT4Rec: %d masked positions per step", budget)
 
   def masked_batches(epoch, rng):
