@@ -136,7 +136,7 @@ def distinct_negatives(users: np.ndarray, pos: PositiveSets, n: int,
                        rng: np.random.Generator,
                        weights: np.ndarray | None = None,
                        block: int = 1 << 22) -> np.ndarray:
-  """(U, n) int32: n distinct non-positive items per user.
+  """(U, n) int32: n distinct non-positive items per user, each row sorted.
 
   Uniform when `weights` is None, else without-replacement sampling
   proportional to weights (Gumbel top-n).  Users are processed in blocks so
@@ -158,7 +158,9 @@ def distinct_negatives(users: np.ndarray, pos: PositiveSets, n: int,
     rows, cols = pos.rows_of(u)
     keys[rows, cols] = -np.inf
     top = np.argpartition(-keys, n - 1, axis=1)[:, :n]
-    out[s:s + step] = top
+    # Sorted: argpartition's order differs between numpy builds and CPUs
+    # (SIMD selection), and a frozen file's sha256 must not.
+    out[s:s + step] = np.sort(top, axis=1)
   return out
 
 

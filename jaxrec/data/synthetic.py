@@ -94,7 +94,9 @@ def planted(n_users: int = 300, n_items: int = 200, dim: int = 8,
   rng = _streams(seed)[1]
   scores = model.logits()[1:, 1:] + noise * rng.gumbel(
       size=(n_users, n_items))
-  top = np.argpartition(-scores, per_user - 1, axis=1)[:, :per_user]
+  # Sorted: argpartition's order differs between numpy builds and CPUs.
+  top = np.sort(np.argpartition(-scores, per_user - 1, axis=1)[:, :per_user],
+                axis=1)
   users = np.repeat(np.arange(1, n_users + 1, dtype=np.int32), per_user)
   items = (top.reshape(-1) + 1).astype(np.int32)
   times = rng.permutation(users.size).astype(np.int64)
