@@ -42,7 +42,7 @@ SPECS = {
     "SASRec": dict(
         batch=128, loss="bce",
         model=dict(name="sasrec", max_len=MAX_LEN, dim=50, num_blocks=2,
-                   num_heads=1, dropout=0.2, pre_ln=True),
+                   num_heads=1, dropout=0.2, pre_ln=True, causal_block=50),
         optim=dict(name="adam", learning_rate=1e-3, b1=0.9, b2=0.98,
                    weight_decay=0.0, clip_norm=0.0, schedule="constant")),
     "BERT4Rec": dict(
@@ -362,7 +362,10 @@ def main():
       "(no decay on 1-d parameters) + clip_grad_norm_, one Python step per "
       "batch, the same batches as tensors made before timing. Both: SASRec "
       "pre-LN as models/sasrec.py and the Games config (pre_ln=True), FF "
-      "width D, eps 1e-8; BERT4Rec post-LN, tanh-GELU FF 4D, output "
+      "width D, eps 1e-8 (the JAX SASRec's causal attention runs in query "
+      f"blocks of {SPECS['SASRec']['model']['causal_block']}, skipping the "
+      "hidden upper triangle: models/sasrec.py causal_block, exact); "
+      "BERT4Rec post-LN, tanh-GELU FF 4D, output "
       f"transform, shared table + bias, mask prob {MASK_PROB} with "
       f"{MASK_LAST_SHARE:.0%} of rows masking only the last item. Both drop "
       "the embeddings, both residual branches, the FF hidden layer and every "
@@ -370,7 +373,8 @@ def main():
       "bits per element; torch: nn.Dropout and the attention's own). BERT4Rec "
       f"masks: {masks.get('real', 0):.1f} per sequence on average; the JAX "
       f"step computes the softmax over a fixed budget of M = {masks.get('M')}"
-      " slots per batch (sequential.mask_budget, unused slots weighted 0), "
+      " slots per batch (sequential.mask_budget: the fullest step of seeded "
+      "simulated epochs + 5% + 64; unused slots weighted 0), "
       "torch only over the real masks. Equal parameter counts asserted, "
       "finite losses checked before timing. Medians after compilation / "
       f"warm-up ({repeats} jax repeats, {max(1, repeats * 3 // 5)} torch). "
