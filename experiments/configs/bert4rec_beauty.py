@@ -107,6 +107,13 @@ def get_sweep():
                "train.sampled_negatives": 1024, "train.epochs": 10,
                "eval.every_epochs": 2, "optim.learning_rate": 1e-3}),
       sasrec_paper,
+      # The block layout of SASRec's released code (models/sasrec.py
+      # sasrec_code), all 200 epochs (best validation epoch, no early stop).
+      dict(sasrec_paper, variant="code,200-epochs", overrides={
+          **sasrec_paper["overrides"],
+          "model": {**sasrec_paper["overrides"]["model"],
+                    "sasrec_code": True},
+          "eval.patience": 0}),
       # SASRec's paper settings but the cross-entropy over all items
       # (Klenitskiy & Vasilev, RecSys 2023) instead of BCE with one negative.
       dict(sasrec_paper, variant="softmax", overrides={

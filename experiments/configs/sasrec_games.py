@@ -127,6 +127,12 @@ def get_sweep():
   # the paper's BCE and with the softmax.
   runs += [dict(model="SASRec", variant="code", seed=s, paper=PAPER,
                 overrides={"model.sasrec_code": True}) for s in SEEDS]
+  # The same for all 200 epochs (no early stop; best validation epoch),
+  # as the paper's fixed budget: the 'code' runs stopped at 110-160.
+  runs += [dict(model="SASRec", variant="code,200-epochs", seed=s,
+                paper=PAPER, overrides={"model.sasrec_code": True,
+                                        "eval.patience": 0})
+           for s in SEEDS]
   runs += [dict(model="SASRec", variant="softmax,code", seed=s, paper=PAPER,
                 overrides={"train.loss": "softmax", "train.epochs": 30,
                            "model.sasrec_code": True}) for s in SEEDS]
