@@ -29,6 +29,27 @@ def median_seconds(fn: Callable[[], object], repeats: int = 5,
   return float(np.median(seconds(fn, repeats, warmup)))
 
 
+def interleaved_rates(calls: dict[str, tuple[Callable[[], object], float]],
+                      rounds: int = 3, repeats: int = 3
+                      ) -> dict[str, list[float]]:
+  """Work per second of each call, one figure per round: every round times
+  each call in turn (median of `repeats`, no warm-up), so a CPU whose speed
+  drifts over minutes slows all contenders alike rather than whichever ran
+  during a slow spell.
+
+  Args:
+    calls: name -> (fn, work units per call); fn blocks until done and
+      has already been compiled / warmed up.
+  Returns:
+    name -> `rounds` rates (work / median seconds), in round order.
+  """
+  out = {name: [] for name in calls}
+  for _ in range(rounds):
+    for name, (fn, work) in calls.items():
+      out[name].append(work / median_seconds(fn, repeats, warmup=0))
+  return out
+
+
 def matmul_peak_flops(n: int = 2048, repeats: int = 5) -> float:
   """Measured float32 FLOP/s of a jitted n x n x n matmul on JAX's default
   device (median of `repeats` after a warm-up): the peak that benchmarks

@@ -9,8 +9,9 @@ SASRec (d 50, 2 blocks, 1 head, dropout 0.2, batch 128, BCE with one sampled
 negative per position, Adam 1e-3 b2 0.98) and BERT4Rec (d 64, 2 blocks, 2
 heads, dropout 0.1, batch 256, mask prob 0.2, softmax over all items at the
 masked positions, AdamW 1e-4 wd 0.01, clip 5).  Sequences/s of the training
-step after compilation, median of repeats, both frameworks in this one
-process on the same batches; achieved dense FLOP/s against the measured
+step after compilation, both frameworks in this one process on the same
+batches, taking turns over several rounds (timing.interleaved_rates: the
+median over rounds of each round's median of repeats); achieved dense FLOP/s against the measured
 float32 matmul peak; and the wall time of one real SASRec epoch on Games
 (experiments/configs/sasrec_games.py).  Writes results/bench_seq.*.
 """
@@ -75,9 +76,9 @@ def _batches(name, steps, batch, seed=0):
       mask_last_share=MASK_LAST_SHARE, budget=budget)
 
 
-def jax_run(name, batch, steps, repeats, single_step=True):
-  """({steps per dispatch: sequences/s} for `steps` and, with
-  `single_step`, 1; params)."""
+def jax_runner(name, batch, steps):
+  """(run, sequences per call, params): `steps` training steps per dispatch
+  of the production model, compiled and checked finite."""
   spec = SPECS[name]
   model = sequential.build_model(ml_collections.ConfigDict(spec["model"]),
                                  N_ITEMS)
@@ -90,20 +91,16 @@ def jax_run(name, batch, steps, repeats, single_step=True):
   launcher = parallel.make_launcher("single", sequential.LOSSES[spec["loss"]],
                                     batch)
   box = {"s": launcher.put_state(state)}
-  rates = {}
-  for s in dict.fromkeys((steps, 1) if single_step else (steps,)):
-    placed = launcher.put_batches(_batches(name, s, batch))
+  placed = launcher.put_batches(_batches(name, steps, batch))
 
-    def run():
-      box["s"], m = launcher.run(box["s"], placed, jax.random.key(0))
-      box["loss"] = np.asarray(jax.block_until_ready(m)["loss"])
+  def run():
+    box["s"], m = launcher.run(box["s"], placed, jax.random.key(0))
+    box["loss"] = np.asarray(jax.block_until_ready(m)["loss"])
 
-    run()  # compiles; sanity before timing
-    assert np.all(np.isfinite(box["loss"])), (name, box["loss"])
-    rates[s] = s * batch / timing.median_seconds(run, repeats, warmup=0)
-    print(f"{name} jax S={s}: loss {box['loss'][-1]:.4f}, "
-          f"{rates[s]:.1f} seq/s", flush=True)
-  return rates, n_params
+  run()  # compiles; sanity before timing
+  assert np.all(np.isfinite(box["loss"])), (name, box["loss"])
+  print(f"{name} jax S={steps}: loss {box['loss'][-1]:.4f}", flush=True)
+  return run, steps * batch, n_params
 
 
 class Block(nn.Module):
@@ -196,8 +193,9 @@ class TorchBERT4Rec(nn.Module):
     return F.cross_entropy(logits, labels)
 
 
-def torch_run(name, batch, steps, repeats, threads):
-  """(sequences/s, params) of eager PyTorch on the same batches."""
+def torch_runner(name, batch, steps, threads):
+  """(run, sequences per call, params): eager PyTorch on the same batches
+  with `threads` intra-op threads, warmed up and checked finite."""
   torch.set_num_threads(threads)
   torch.manual_seed(0)
   spec = SPECS[name]
@@ -226,6 +224,7 @@ def torch_run(name, batch, steps, repeats, threads):
   box = {}
 
   def run():
+    torch.set_num_threads(threads)  # the runners take turns
     for args in inputs:
       opt.zero_grad(set_to_none=True)
       loss = model.loss(*args)
@@ -237,10 +236,8 @@ def torch_run(name, batch, steps, repeats, threads):
 
   run()  # warm-up; sanity before timing
   assert np.isfinite(box["loss"]), (name, box["loss"])
-  rate = steps * batch / timing.median_seconds(run, repeats, warmup=0)
-  print(f"{name} torch {threads}T: loss {box['loss']:.4f}, {rate:.1f} seq/s",
-        flush=True)
-  return rate, n_params
+  print(f"{name} torch {threads}T: loss {box['loss']:.4f}", flush=True)
+  return run, steps * batch, n_params
 
 
 def flops_per_seq(name, masks_per_seq):
@@ -295,7 +292,10 @@ def main():
   parser.add_argument("--out", default="results")
   parser.add_argument("--note", default="",
                       help="The run's conditions, appended to the notes.")
-  parser.add_argument("--repeats", type=int, default=5)
+  parser.add_argument("--repeats", type=int, default=3,
+                      help="timed calls per contender per round (median)")
+  parser.add_argument("--rounds", type=int, default=5,
+                      help="rounds in which the contenders take turns")
   parser.add_argument("--steps", type=int, default=4,
                       help="JAX steps per dispatch (lax.scan)")
   parser.add_argument("--torch-steps", type=int, default=2)
@@ -307,16 +307,29 @@ def main():
   load0 = os.getloadavg()[0]
   peak = timing.matmul_peak_flops()
   print(f"float32 matmul peak {peak / 1e9:.1f} GFLOP/s", flush=True)
-  rows, masks = [], {}
+  rows, masks, round_notes = [], {}, []
+  rounds = 1 if args.quick else args.rounds
   for name, spec in SPECS.items():
     batch = 8 if args.quick else spec["batch"]
-    jx, jp = jax_run(name, batch, args.steps, repeats)
-    th = {t: torch_run(name, batch, args.torch_steps,
-                       max(1, repeats * 3 // 5), t) for t in (1, 2)}
-    tp = th[1][1]
-    best = max(th[1][0], th[2][0])
+    runners = {"jax": jax_runner(name, batch, args.steps),
+               "jax_1step": jax_runner(name, batch, 1)}
+    for t in (1, 2):
+      runners[f"torch_{t}"] = torch_runner(name, batch, args.torch_steps, t)
+    jp, tp = runners["jax"][2], runners["torch_1"][2]
     print(f"{name} params: jax {jp:,}, torch {tp:,}", flush=True)
     assert jp == tp, (name, jp, tp)
+    per_round = timing.interleaved_rates(
+        {k: v[:2] for k, v in runners.items()}, rounds, repeats)
+    rate = {k: float(np.median(v)) for k, v in per_round.items()}
+    best = max(rate["torch_1"], rate["torch_2"])
+    ratios = [j / max(a, b) for j, a, b in zip(
+        per_round["jax"], per_round["torch_1"], per_round["torch_2"])]
+    round_notes.append(f"{name}: " + "; ".join(
+        f"round {i + 1} jax {j:.0f}, torch 1T {a:.0f} / 2T {b:.0f} seq/s "
+        f"({r:.2f}x)" for i, (j, a, b, r) in enumerate(zip(
+            per_round["jax"], per_round["torch_1"], per_round["torch_2"],
+            ratios))))
+    print(round_notes[-1], flush=True)
     if name == "BERT4Rec":
       b = _batches(name, 1, batch)
       masks = {"M": b["weights"].shape[1],
@@ -329,16 +342,16 @@ def main():
                    f"heads={m['num_heads']},batch={batch}",
         "protocol": "train-step",
         "metrics": {k: {"mean": v, "std": 0.0} for k, v in {
-            "jax_seqs_per_s": jx[args.steps],
-            "jax_1step_seqs_per_s": jx[1],
-            "torch_1thread_seqs_per_s": th[1][0],
-            "torch_2threads_seqs_per_s": th[2][0],
-            "ratio_vs_best_torch": jx[args.steps] / best,
-            "jax_flops_fraction_of_peak": jx[args.steps] * flops / peak,
+            "jax_seqs_per_s": rate["jax"],
+            "jax_1step_seqs_per_s": rate["jax_1step"],
+            "torch_1thread_seqs_per_s": rate["torch_1"],
+            "torch_2threads_seqs_per_s": rate["torch_2"],
+            "ratio_vs_best_torch": rate["jax"] / best,
+            "jax_flops_fraction_of_peak": rate["jax"] * flops / peak,
             "best_torch_flops_fraction_of_peak": best * flops / peak,
             "params": float(jp)}.items()}})
   if not args.quick:
-    seconds, steps = games_epoch_seconds(max(1, repeats * 3 // 5))
+    seconds, steps = games_epoch_seconds(repeats)
     print(f"Games epoch {seconds:.2f} s ({steps} steps)", flush=True)
     rows.append({"model": "SASRec", "variant": "sasrec_games.py config",
                  "dataset": "games (sasrec/Video.txt)",
@@ -376,8 +389,12 @@ def main():
       " slots per batch (sequential.mask_budget: the fullest step of seeded "
       "simulated epochs + 5% + 64; unused slots weighted 0), "
       "torch only over the real masks. Equal parameter counts asserted, "
-      "finite losses checked before timing. Medians after compilation / "
-      f"warm-up ({repeats} jax repeats, {max(1, repeats * 3 // 5)} torch). "
+      "finite losses checked before timing. After compilation / warm-up, "
+      f"the four contenders of a model take turns in {rounds} rounds of "
+      f"{repeats} timed calls each (timing.interleaved_rates), so the CPU's "
+      "drifting speed slows all alike; a figure is the median over rounds "
+      "of each round's median, and every round is listed here: "
+      f"{' | '.join(round_notes)}. "
       f"Measured float32 matmul peak: {peak / 1e9:.0f} GFLOP/s (jitted "
       "2048^3); flops_fraction_of_peak = seqs/s x analytic dense FLOPs per "
       "sequence (QKV and output projections, QK^T, AV, feed-forward, "

@@ -181,3 +181,15 @@ def test_git_commit_is_dirty_for_code_changes_not_for_results(tmp_path,
   assert records.git_commit(short=True) == clean
   (tmp_path / "code.py").write_text("x = 2\n")
   assert records.git_commit(short=True) == clean + "+dirty"
+
+
+def test_machine_line_names_cpu_model_and_vector_isa(tmp_path):
+  info = tmp_path / "cpuinfo"
+  info.write_text("processor\t: 0\nmodel name\t: Some CPU 9000\n"
+                  "flags\t\t: fpu sse2 avx avx2 fma\n\nprocessor\t: 1\n")
+  assert records.cpu_detail(str(info)) == " (Some CPU 9000; AVX2)"
+  info.write_text("model name\t: X\nflags\t\t: avx2 avx512f amx_tile\n")
+  assert records.cpu_detail(str(info)) == " (X; AVX-512, AMX)"
+  assert records.cpu_detail(str(tmp_path / "missing")) == ""
+  assert records.machine().split(" CPU")[0].endswith("-core " +
+                                                     records.platform.machine())

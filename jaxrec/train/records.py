@@ -35,9 +35,30 @@ def git_commit(short: bool = False) -> str:
     return "unknown"
 
 
+def cpu_detail(cpuinfo: str = "/proc/cpuinfo") -> str:
+  """' (model name; widest vector ISA)' from Linux's cpuinfo, e.g.
+  ' (Intel(R) Xeon(R) Processor; AVX-512, AMX)', or '' where unreadable:
+  two '2-core x86_64' machines can differ several-fold in matmul speed."""
+  try:
+    text = Path(cpuinfo).read_text()
+  except OSError:
+    return ""
+  model = next((line.split(":", 1)[1].strip() for line in text.splitlines()
+                if line.startswith("model name")), "")
+  flags = set(next((line.split(":", 1)[1].split() for line in
+                    text.splitlines() if line.startswith("flags")), []))
+  isa = next((name for flag, name in (("avx512f", "AVX-512"),
+                                      ("avx2", "AVX2"), ("avx", "AVX"))
+              if flag in flags), "")
+  parts = [p for p in (isa, "AMX" if "amx_tile" in flags else "") if p]
+  detail = "; ".join(p for p in (model, ", ".join(parts)) if p)
+  return f" ({detail})" if detail else ""
+
+
 def machine() -> str:
-  """One line naming cores, memory and accelerator, e.g.
-  '2-core x86_64 CPU, 24 GiB, no accelerator'."""
+  """One line naming cores, CPU, memory and accelerator, e.g.
+  '2-core x86_64 CPU (Intel(R) Xeon(R) Processor; AVX-512, AMX), 24 GiB,
+  no accelerator'."""
   try:
     pages = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     memory = f", {round(pages / 2**30)} GiB"
@@ -46,7 +67,8 @@ def machine() -> str:
   accel = [d for d in jax.devices() if d.platform != "cpu"]
   accel_text = (f"{len(accel)} x {accel[0].device_kind}" if accel
                 else "no accelerator")
-  return (f"{os.cpu_count()}-core {platform.machine()} CPU{memory}, "
+  return (f"{os.cpu_count()}-core {platform.machine()} CPU{cpu_detail()}"
+          f"{memory}, "
           f"{accel_text}")
 
 
