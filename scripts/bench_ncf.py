@@ -6,8 +6,8 @@
 For GMF, MLP-3 and NeuMF at 64 predictive factors on MovieLens-1M shapes
 (6,040 users, 3,706 items), batch 256 (the paper's) and 4096, and at 8
 factors with batch 256 (the dispatch-bound end): examples/s of
-the training step (BCE, Adam 1e-3) after warm-up, median of repeats, both
-frameworks in this one process; the wall time of one real NCF epoch
+the training step (BCE, Adam 1e-3) after warm-up, both frameworks in this
+one process taking turns over rounds (timing.interleaved_rates); the wall time of one real NCF epoch
 (988k training positives + 4 negatives each); and achieved FLOP/s against
 the machine's measured float32 matmul peak.  Writes results/bench_ncf.*.
 """
@@ -29,11 +29,6 @@ from jaxrec.models import ncf  # noqa: E402
 from jaxrec.train import setup, tasks  # noqa: E402
 
 N_USERS, N_ITEMS, LAYERS = 6040, 3706, 3
-REPEATS = 5
-
-
-def _median_seconds(fn, repeats=REPEATS) -> float:
-  return timing.median_seconds(fn, repeats)
 
 
 def _jax_model(name, factors):
@@ -49,7 +44,9 @@ def _batches(rng, steps, batch):
           "label": rng.integers(0, 2, (steps, batch)).astype(np.float32)}
 
 
-def jax_examples_per_s(name, factors, batch, steps_per_call) -> float:
+def jax_runner(name, factors, batch, steps_per_call):
+  """(run, examples per call): `steps_per_call` jitted steps per dispatch,
+  compiled."""
   state = setup.create_state(_jax_model(name, factors), optax.adam(1e-3),
                              jax.random.key(0))
   launcher = parallel.make_launcher("single", tasks.pointwise_loss, batch)
@@ -61,10 +58,12 @@ def jax_examples_per_s(name, factors, batch, steps_per_call) -> float:
     box["s"], m = launcher.run(box["s"], placed, jax.random.key(0))
     jax.block_until_ready(m)
 
-  return steps_per_call * batch / _median_seconds(run)
+  run()  # compiles
+  return run, steps_per_call * batch
 
 
-def torch_examples_per_s(name, factors, batch, steps) -> float:
+def torch_runner(name, factors, batch, steps):
+  """(run, examples per call): eager PyTorch, warmed up."""
   import torch
   from torch import nn
   torch.manual_seed(0)
@@ -114,7 +113,8 @@ def torch_examples_per_s(name, factors, batch, steps) -> float:
       loss.backward()
       opt.step()
 
-  return steps * batch / _median_seconds(run, repeats=3)
+  run()  # warm-up
+  return run, steps * batch
 
 
 def flops_per_example(name, factors) -> float:
@@ -150,14 +150,19 @@ def ncf_epoch_seconds(name) -> float:
                                  jax.random.key(0))
     jax.block_until_ready(box["s"])
 
-  return _median_seconds(epoch, repeats=1)
+  return timing.median_seconds(epoch, repeats=1)
 
 
 def main():
   parser = argparse.ArgumentParser()
   parser.add_argument("--out", default="results")
+  parser.add_argument("--rounds", type=int, default=3,
+                      help="rounds in which the contenders take turns")
+  parser.add_argument("--repeats", type=int, default=3,
+                      help="timed calls per contender per round (median)")
   args = parser.parse_args()
   xla_flags.add_cpu_flags()
+  round_notes = []
   import torch
   load0 = os.getloadavg()[0]
   peak = timing.matmul_peak_flops()
@@ -165,9 +170,16 @@ def main():
   for factors, batch, steps in ((64, 256, 256), (64, 4096, 32),
                                 (8, 256, 256)):
     for name in ("GMF", "MLP-3", "NeuMF"):
-      jx = jax_examples_per_s(name, factors, batch, steps)
-      jx1 = jax_examples_per_s(name, factors, batch, 1)
-      th = torch_examples_per_s(name, factors, batch, min(steps, 64))
+      per_round = timing.interleaved_rates({
+          "jax": jax_runner(name, factors, batch, steps),
+          "jax_1step": jax_runner(name, factors, batch, 1),
+          "torch": torch_runner(name, factors, batch, min(steps, 64))},
+          args.rounds, args.repeats)
+      jx, jx1, th = (float(np.median(per_round[k]))
+                     for k in ("jax", "jax_1step", "torch"))
+      round_notes.append(f"{name} factors={factors},batch={batch}: " + ", ".join(
+          f"{j / t:.2f}x" for j, t in zip(per_round["jax"],
+                                          per_round["torch"])))
       rows.append({
           "model": name, "variant": f"factors={factors},batch={batch}",
           "dataset": "ml-1m shapes", "protocol": "train-step",
@@ -189,7 +201,11 @@ def main():
            "steps per dispatch via lax.scan; jax_1step = one jitted step per "
            "dispatch; torch = eager PyTorch "
            f"{torch.__version__}, {torch.get_num_threads()} threads, dense "
-           "nn.Embedding and torch.optim.Adam. Medians after warm-up. "
+           "nn.Embedding and torch.optim.Adam. After warm-up the three "
+           f"contenders take turns in {args.rounds} rounds of {args.repeats} "
+           "timed calls (timing.interleaved_rates); a figure is the median "
+           "over rounds of each round's median. Each round's jax/torch "
+           f"ratio: {'; '.join(round_notes)}. "
            f"Measured float32 matmul peak: {peak / 1e9:.0f} GFLOP/s; "
            "flops_fraction_of_peak counts dense-layer FLOPs only (forward + "
            "backward), so embedding-bound models sit far below the peak. "
