@@ -29,6 +29,12 @@ def test_tower_follows_the_paper():
   assert params["out"]["kernel"].shape == (8, 1)
   zero = _params(ncf.MLP(n_users=5, n_items=4, factors=8, layers=0))
   assert zero["out"]["kernel"].shape == (16, 1)
+  # The released code's widths (--layers [64,32,16,8]): embeddings 32.
+  for cls in (ncf.MLP, ncf.NeuMF):
+    code = _params(cls(n_users=5, n_items=4, factors=8, embed_dim=32))
+    prefix = "mlp_" if cls is ncf.NeuMF else ""
+    assert code[prefix + "user_embed"]["embedding"].shape == (6, 32)
+    assert code["tower"]["dense_0"]["kernel"].shape == (64, 32)
 
 
 @pytest.mark.parametrize("cls", [ncf.GMF, ncf.MLP, ncf.NeuMF])

@@ -60,6 +60,7 @@ def get_config():
   c = base_config()
   c.data.name = "ncf-ml1m"
   c.model = ConfigDict({"name": "neumf", "factors": 8, "layers": 3,
+                        "embed_dim": 0,  # 0: the paper's F * 2^(L-1) / 2
                         "pretrained": {"gmf": "", "mlp": "", "alpha": 0.5}})
   c.optim.name = "adam"
   c.optim.learning_rate = 0.001
@@ -103,6 +104,25 @@ def get_sweep():
               "model.factors": factors, "model.pretrained.gmf": gmf,
               "model.pretrained.mlp": mlp, "optim.name": "sgd",
               "optim.learning_rate": 0.001},
+               paper=_paper("NeuMF-pre", factors)),
+      ]
+      # The released code's MLP embeddings (half its layers[0], twice the
+      # paper's text: models/ncf.py embed_dim); GMF is unchanged.
+      code = f"{variant},code-embed"
+      embed = {"model.embed_dim": factors * 4}
+      runs += [
+          dict(model="MLP-3", variant=code, seed=seed, overrides={
+              "model": {"name": "mlp", "factors": factors, "layers": 3,
+                        "embed_dim": factors * 4}},
+               paper=_paper("MLP-3", factors)),
+          dict(model="NeuMF", variant=code, seed=seed, overrides={
+              "model.factors": factors, **embed},
+               paper=_paper("NeuMF", factors)),
+          dict(model="NeuMF-pre", variant=code, seed=seed, overrides={
+              "model.factors": factors, **embed,
+              "model.pretrained.gmf": gmf,
+              "model.pretrained.mlp": f"{{root}}/MLP-3-{code}-seed{seed}",
+              "optim.name": "sgd", "optim.learning_rate": 0.001},
                paper=_paper("NeuMF-pre", factors)),
       ]
   return runs

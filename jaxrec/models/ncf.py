@@ -9,6 +9,9 @@ He, Liao, Zhang, Nie, Hu & Chua, "Neural Collaborative Filtering", WWW 2017.
 All return logits; the sigmoid lives in the loss.  Predictive factors F:
 MLP with L layers has embeddings F * 2^(L-1) / 2 wide and a tower of widths
 F * 2^(L-1), ..., F (F=8, L=3: embeddings 16, tower 32-16-8, as in §4.1).
+`embed_dim` overrides the MLP embedding width: the authors' released code
+builds embeddings half its `layers[0]`, e.g. 32 for `--layers
+[64,32,16,8]` at F=8, twice the paper's text (`embed_dim=F * 2^(L-1)`).
 Deviations: MLP-0 (no hidden layer) uses embeddings F wide so that its
 output layer sees 2F inputs; initialisers are Flax's (normal(0.01) for
 embeddings as in the paper, LeCun-normal for dense layers).
@@ -66,9 +69,10 @@ class MLP(nn.Module):
   n_items: int
   factors: int = 8
   layers: int = 3
+  embed_dim: int = 0        # MLP embedding width; 0 = mlp_embed_dim(F, L)
 
   def setup(self):
-    dim = mlp_embed_dim(self.factors, self.layers)
+    dim = self.embed_dim or mlp_embed_dim(self.factors, self.layers)
     self.user_embed = _embed(self.n_users, dim)
     self.item_embed = _embed(self.n_items, dim)
     self.tower = Tower(tower_widths(self.factors, self.layers))
@@ -103,9 +107,10 @@ class NeuMF(nn.Module):
   n_items: int
   factors: int = 8
   layers: int = 3
+  embed_dim: int = 0        # MLP embedding width; 0 = mlp_embed_dim(F, L)
 
   def setup(self):
-    dim = mlp_embed_dim(self.factors, self.layers)
+    dim = self.embed_dim or mlp_embed_dim(self.factors, self.layers)
     self.gmf_user_embed = _embed(self.n_users, self.factors)
     self.gmf_item_embed = _embed(self.n_items, self.factors)
     self.mlp_user_embed = _embed(self.n_users, dim)
