@@ -133,6 +133,13 @@ def get_sweep():
                 paper=PAPER, overrides={"model.sasrec_code": True,
                                         "eval.patience": 0})
            for s in SEEDS]
+  # Those runs peaked at epochs 180-200: continued to 300 (each resumed
+  # from its epoch-200 checkpoint; constant rate, so the same run).
+  runs += [dict(model="SASRec", variant="code,300-epochs", seed=s,
+                paper=PAPER, overrides={"model.sasrec_code": True,
+                                        "eval.patience": 0,
+                                        "train.epochs": 300})
+           for s in SEEDS]
   runs += [dict(model="SASRec", variant="softmax,code", seed=s, paper=PAPER,
                 overrides={"train.loss": "softmax", "train.epochs": 30,
                            "model.sasrec_code": True}) for s in SEEDS]
