@@ -82,7 +82,8 @@ def get_sweep():
   # The SASRec paper's settings and its 200-epoch budget.
   sasrec_paper = dict(
       model="SASRec", variant="paper", seed=0, paper=PAPER["SASRec"],
-      overrides={"model": sasrec.model.to_dict(), "train.loss": "bce",
+      overrides={"model": {**sasrec.model.to_dict(), "sasrec_code": False},
+                 "train.loss": "bce",
                  "train.batch_size": 128, "optim": sasrec.optim.to_dict()})
   return [
       dict(model="BERT4Rec", variant="paper", seed=0,

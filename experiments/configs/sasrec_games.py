@@ -69,7 +69,7 @@ def sequential_config() -> ConfigDict:
   c.data.split = "loo-time"
   c.model = ConfigDict(dict(name="sasrec", max_len=50, dim=50, num_blocks=2,
                             num_heads=1, dropout=0.5, pre_ln=True,
-                            sasrec_code=False))
+                            sasrec_code=True))
   c.optim = ConfigDict(dict(name="adam", learning_rate=0.001, b1=0.9,
                             b2=0.98, weight_decay=0.0, clip_norm=0.0,
                             schedule="constant", warmup_steps=0))
@@ -100,8 +100,11 @@ def get_config():
 
 
 def get_sweep():
-  runs = [dict(model="SASRec", variant="paper", seed=s, paper=PAPER)
-          for s in SEEDS]
+  # 'paper' and 'softmax' rows: standard pre-LN blocks (sasrec_code False,
+  # the default before the code layout was added).
+  std = {"model.sasrec_code": False}
+  runs = [dict(model="SASRec", variant="paper", seed=s, paper=PAPER,
+               overrides=std) for s in SEEDS]
   # BERT4Rec with its paper's Beauty settings (Games is as sparse).
   runs.append(dict(model="BERT4Rec", variant="paper-beauty", seed=0,
                    overrides={
@@ -121,7 +124,7 @@ def get_sweep():
   # SASRec's paper settings but the cross-entropy over all items
   # (Klenitskiy & Vasilev, RecSys 2023) instead of BCE with one negative.
   runs += [dict(model="SASRec", variant="softmax", seed=s, paper=PAPER,
-                overrides={"train.loss": "softmax", "train.epochs": 30})
+                overrides={"train.loss": "softmax", "train.epochs": 30, **std})
            for s in SEEDS]
   # The block layout of SASRec's released code (models/sasrec.py), with
   # the paper's BCE and with the softmax.
@@ -146,6 +149,6 @@ def get_sweep():
   # The 30-epoch runs peaked at their last epoch: the same with twice the cap.
   runs += [dict(model="SASRec", variant="softmax,epochs=60", seed=s,
                 paper=PAPER,
-                overrides={"train.loss": "softmax", "train.epochs": 60})
+                overrides={"train.loss": "softmax", "train.epochs": 60, **std})
            for s in SEEDS]
   return runs
