@@ -185,7 +185,9 @@ def main():
           "dataset": "ml-1m shapes", "protocol": "train-step",
           "metrics": {k: {"mean": v, "std": 0.0} for k, v in {
               "jax_examples_per_s": jx, "jax_1step_examples_per_s": jx1,
-              "torch_examples_per_s": th, "ratio_vs_torch": jx / th,
+              "torch_examples_per_s": th,
+              "ratio_vs_torch": float(np.median(
+                  np.divide(per_round["jax"], per_round["torch"]))),
               "flops_fraction_of_peak":
                   jx * flops_per_example(name, factors) / peak,
           }.items()}})
@@ -204,7 +206,9 @@ def main():
            "nn.Embedding and torch.optim.Adam. After warm-up the three "
            f"contenders take turns in {args.rounds} rounds of {args.repeats} "
            "timed calls (timing.interleaved_rates); a figure is the median "
-           "over rounds of each round's median. Each round's jax/torch "
+           "over rounds of each round's median; ratio_vs_torch is the "
+           "median over rounds of the round's jax/torch ratio. Each round's "
+           "jax/torch "
            f"ratio: {'; '.join(round_notes)}. "
            f"Measured float32 matmul peak: {peak / 1e9:.0f} GFLOP/s; "
            "flops_fraction_of_peak counts dense-layer FLOPs only (forward + "

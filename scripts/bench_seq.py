@@ -346,7 +346,7 @@ def main():
             "jax_1step_seqs_per_s": rate["jax_1step"],
             "torch_1thread_seqs_per_s": rate["torch_1"],
             "torch_2threads_seqs_per_s": rate["torch_2"],
-            "ratio_vs_best_torch": rate["jax"] / best,
+            "ratio_vs_best_torch": float(np.median(ratios)),
             "jax_flops_fraction_of_peak": rate["jax"] * flops / peak,
             "best_torch_flops_fraction_of_peak": best * flops / peak,
             "params": float(jp)}.items()}})
@@ -393,7 +393,9 @@ def main():
       f"the four contenders of a model take turns in {rounds} rounds of "
       f"{repeats} timed calls each (timing.interleaved_rates), so the CPU's "
       "drifting speed slows all alike; a figure is the median over rounds "
-      "of each round's median, and every round is listed here: "
+      "of each round's median; ratio_vs_best_torch is the median over "
+      "rounds of that round's jax / faster-torch ratio (paired within a "
+      "round). Every round is listed here: "
       f"{' | '.join(round_notes)}. "
       f"Measured float32 matmul peak: {peak / 1e9:.0f} GFLOP/s (jitted "
       "2048^3); flops_fraction_of_peak = seqs/s x analytic dense FLOPs per "
