@@ -134,5 +134,12 @@ def test_causal_blocks_equal_full_attention(block):
   assert (np.asarray(gk)[:, 3:] == 0).all()
   assert (np.asarray(gv)[:, 3:] == 0).all()
   assert np.abs(np.asarray(gv)[:, :3]).sum() > 0      # (some weights kept)
+  # A bias broadcast over queries (B, H, 1, Lk) is cut by columns only.
+  row_bias = bias[:, :, :1]
+  ref = dropout.dot_product_attention(q, k, v, bias=row_bias, mask=mask,
+                                      deterministic=True)
+  got = dropout.dot_product_attention(q, k, v, bias=row_bias, mask=mask,
+                                      deterministic=True, causal_block=block)
+  np.testing.assert_allclose(got * seen, ref * seen, rtol=1e-6, atol=1e-6)
   with pytest.raises(ValueError, match="causal_block"):
     dropout.dot_product_attention(q, k[:, :5], v[:, :5], causal_block=2)

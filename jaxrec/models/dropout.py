@@ -116,9 +116,9 @@ def dot_product_attention(query, key, value, bias=None, mask=None,
           dropout_rng, i)
       outs.append(dot_product_attention(
           query[:, start:end], key[:, :end], value[:, :end],
-          None if bias is None else bias[..., start:end, :end],
-          mask[..., start:end, :end], broadcast_dropout, rng, dropout_rate,
-          deterministic, dtype, precision))
+          _block_of(bias, start, end), _block_of(mask, start, end),
+          broadcast_dropout, rng, dropout_rate, deterministic, dtype,
+          precision))
     return jnp.concatenate(outs, axis=1)
   b, lq, h, dh = query.shape
   lk, dv = key.shape[1], value.shape[-1]
@@ -142,3 +142,13 @@ def dot_product_attention(query, key, value, bias=None, mask=None,
   out = jnp.einsum("nqk,nkd->nqd", weights.reshape(b * h, lq, lk),
                    heads_first(value), precision=precision)
   return out.reshape(b, h, lq, dv).transpose(0, 2, 1, 3)
+
+
+def _block_of(x, start: int, end: int):
+  """Rows start:end and columns :end of a (..., Lq|1, Lk|1) bias or mask;
+  a broadcast (size-1) axis stays whole."""
+  if x is None:
+    return None
+  rows = slice(start, end) if x.shape[-2] > 1 else slice(None)
+  cols = slice(None, end) if x.shape[-1] > 1 else slice(None)
+  return x[..., rows, cols]
