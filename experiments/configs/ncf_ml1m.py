@@ -24,6 +24,13 @@ at 32 factors, 3 seeds, are in results/ncf_ml1m_factors32.md
 (--only='factors=32-'; MLP-3 and NeuMF about 60-120 s per epoch beside one
 other job): GMF .7010/.4249, MLP-3 .6882/.4147, NeuMF .6943/.4205,
 NeuMF-pre .7103/.4330.
+With the released code's MLP embedding widths ('<F>,code-embed' rows,
+embed_dim = 4F, twice the paper's text; results/ncf_ml1m_code_embed.md,
+3 seeds): 8 factors MLP-3 .6668/.3919, NeuMF-pre .6733/.3958 (better than
+the paper-text widths); 16 factors MLP-3 .6725/.4043, NeuMF-pre
+.6896/.4160 (no better).
+  ... --name=ncf_ml1m_code_embed \
+      --only='^(GMF-factors=(8|16)-seed[012]|MLP-3-factors=(8|16),code-embed-seed[012]|NeuMF-pre-factors=(8|16),code-embed-seed[012])$'
 SGD at lr 0.001 barely moves the pretrained NeuMF (validation NDCG@10 spans
 0.0008-0.0042 over the evaluated epochs of each 64-factor seed), so
 NeuMF-pre is close to the ensemble of its GMF and MLP-3 and inherits their
