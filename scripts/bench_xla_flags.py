@@ -25,7 +25,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from jaxrec import results, xla_flags  # noqa: E402
+from jaxrec import results, timing, xla_flags  # noqa: E402
 
 SETTINGS = {"xla_defaults": "", "jaxrec_cpu_flags": " ".join(
     xla_flags.CPU_FLAGS)}
@@ -39,11 +39,11 @@ def child(repeats: int) -> dict[str, float]:
   out = {}
   for name in WORKLOADS:
     if name in bench_seq.SPECS:
-      rates, _ = bench_seq.jax_run(name, bench_seq.SPECS[name]["batch"],
-                                   4, repeats, single_step=False)
-      out[name] = rates[4]
+      run, work, _ = bench_seq.jax_runner(
+          name, bench_seq.SPECS[name]["batch"], 4)
     else:
-      out[name] = bench_ncf.jax_examples_per_s(name, 64, 256, 256)
+      run, work = bench_ncf.jax_runner(name, 64, 256, 256)
+    out[name] = work / timing.median_seconds(run, repeats, warmup=0)
   return out
 
 

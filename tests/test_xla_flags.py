@@ -50,3 +50,19 @@ def test_installed_xla_accepts_the_flags():
       env=env, capture_output=True, text=True, timeout=120)
   assert child.returncode == 0, child.stderr[-2000:]
   assert child.stdout.strip() == "24.0"
+
+
+def test_bench_child_runs_the_benchmarks_runners(monkeypatch):
+  """The child process of scripts/bench_xla_flags.py drives bench_seq's
+  and bench_ncf's runners (small shapes here): it must keep up with them."""
+  import sys
+  from pathlib import Path
+  pytest.importorskip("torch")  # bench_seq's PyTorch side (bench extra)
+  sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+  import bench_seq
+  import bench_xla_flags
+  monkeypatch.setattr(bench_xla_flags, "WORKLOADS", ("SASRec", "GMF"))
+  monkeypatch.setitem(bench_seq.SPECS["SASRec"], "batch", 2)
+  rates = bench_xla_flags.child(repeats=1)
+  assert set(rates) == {"SASRec", "GMF"}
+  assert all(r > 0 for r in rates.values())
