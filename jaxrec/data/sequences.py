@@ -317,6 +317,13 @@ def next_item_batches(table: np.ndarray, packing: Packing,
           "position": p.positions(width)}
 
 
+def mask_counts(lengths: np.ndarray, last_only: np.ndarray,
+                mask_prob: float) -> np.ndarray:
+  """Masks per segment of `lengths` items (BERT4Rec's rule): max(1,
+  round(rho * k)), or 1 where `last_only` (the mask-last samples)."""
+  return np.where(last_only, 1, np.maximum(1, np.rint(mask_prob * lengths)))
+
+
 def masked_item_batches(table: np.ndarray, packing: Packing,
                         rng: np.random.Generator, *, mask_prob: float,
                         mask_id: int, mask_last_share: float, budget: int
@@ -341,9 +348,8 @@ def masked_item_batches(table: np.ndarray, packing: Packing,
   """
   p, width = packing, table.shape[1]
   items = table[p.user, width - p.length + p.t]
-  n_mask = np.maximum(1, np.rint(mask_prob * p.length))
   last_only = (rng.random(p.segment.max() + 1) < mask_last_share)[p.segment]
-  n_mask = np.where(last_only, 1, n_mask)
+  n_mask = mask_counts(p.length, last_only, mask_prob)
   key = np.where(last_only & (p.t == p.length - 1), -1.0,
                  rng.random(p.t.size))
   order = np.lexsort((key, p.segment))

@@ -231,8 +231,9 @@ def mask_budget(lengths: np.ndarray, users: np.ndarray, width: int,
     k = np.bincount(p.segment)                        # (segments + 1,)
     step = np.zeros_like(k)
     step[p.segment] = p.step
-    n = np.where(rng.random(k.size) < config.train.mask_last_share, 1,
-                 np.maximum(1, np.rint(config.train.mask_prob * k)))
+    n = sequences.mask_counts(
+        k, rng.random(k.size) < config.train.mask_last_share,
+        config.train.mask_prob)
     n[0] = 0                                          # segment 0: none
     most = max(most, int(np.bincount(step, n, minlength=steps).max()))
   return int(64 * np.ceil((1.05 * most + 64) / 64))
