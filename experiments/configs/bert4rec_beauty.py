@@ -110,11 +110,11 @@ def get_sweep():
       sasrec_paper,
       # The block layout of SASRec's released code (models/sasrec.py
       # sasrec_code), all 200 epochs (best validation epoch, no early stop).
-      dict(sasrec_paper, variant="code,200-epochs", overrides={
+      *[dict(sasrec_paper, variant="code,200-epochs", seed=seed, overrides={
           **sasrec_paper["overrides"],
           "model": {**sasrec_paper["overrides"]["model"],
                     "sasrec_code": True},
-          "eval.patience": 0}),
+          "eval.patience": 0}) for seed in (0, 1, 2)],
       # SASRec's paper settings but the cross-entropy over all items
       # (Klenitskiy & Vasilev, RecSys 2023) instead of BCE with one negative.
       dict(sasrec_paper, variant="softmax", overrides={
