@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from experiments.configs import sasrec_games
+from jaxrec.data import splits
 from jaxrec.models.sasrec import SASRec
 from jaxrec.train import sequential
 
@@ -177,3 +178,32 @@ def test_causal_blocks_change_no_score(code):
   jac = position_jacobian(blocked, params, seq[1:])
   later = np.triu(np.ones((L, L), bool), k=1)
   assert (jac[later] == 0).all() and (jac[~later] > 0).all()
+
+
+def test_refit_trains_on_the_validation_item_and_never_the_test_item(
+    tmp_path):
+  config = _tiny_config(tmp_path)
+  split, _, _, _ = sequential.prepare(config, tmp_path / "run")
+  merged = split.valid_in_train()
+  splits.assert_no_leakage(merged)                 # test stays unseen
+  assert len(merged.valid) == 0
+  model = sequential.build_model(config.model, split.train.n_items)
+  rng = np.random.default_rng(0)
+  targets = {}
+  for name, s in (("plain", split), ("refit", merged)):
+    batches, _ = sequential.make_epoch_batches(s, config, model)
+    targets[name] = np.count_nonzero(batches(0, rng)["pos"])
+  # Every evaluated user gains one next-item target: its validation item.
+  assert targets["refit"] == targets["plain"] + len(split.valid)
+
+
+def test_refit_selects_epochs_on_validation_then_retrains(tmp_path):
+  config = _tiny_config(tmp_path)
+  plain = sequential.train_and_evaluate(config, tmp_path / "plain")
+  config.train.refit = True
+  refit = sequential.train_and_evaluate(config, tmp_path / "refit")
+  assert refit["valid"] == plain["valid"]            # phase 1 is the same
+  assert refit["refit_epochs"] in (10, 20)
+  assert refit["test"] != plain["test"]
+  assert refit["test"]["sampled-uniform-10/HR@1"] > 0.5
+  assert (tmp_path / "refit" / "refit" / "metrics.jsonl").exists()

@@ -15,6 +15,7 @@ import hashlib
 
 import numpy as np
 
+from jaxrec.data import interactions
 from jaxrec.data.interactions import Interactions
 
 
@@ -42,6 +43,14 @@ class Split:
       h.update(np.ascontiguousarray(part.users, np.int32).tobytes())
       h.update(np.ascontiguousarray(part.items, np.int32).tobytes())
     return h.hexdigest()[:12]
+
+  def valid_in_train(self) -> "Split":
+    """This split with validation folded into train and valid left empty
+    (a refit's data: the epoch count chosen on validation, then train on
+    both and read test once)."""
+    return dataclasses.replace(
+        self, train=interactions.concat(self.train, self.valid),
+        valid=self.valid.select(np.zeros(len(self.valid), bool)))
 
 
 def _order(data: Interactions, by: str, seed: int) -> np.ndarray:

@@ -8,7 +8,6 @@ best-by-validation number of epochs, and test is read from it alone.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 from pathlib import Path
 
@@ -17,7 +16,7 @@ import numpy as np
 from absl import logging
 
 from jaxrec import evaluate
-from jaxrec.data import datasets, evalsets, interactions, negatives, splits
+from jaxrec.data import datasets, evalsets, negatives, splits
 from jaxrec.models.popularity import popularity_score_fn
 from jaxrec.train import records, setup, tasks, trainer
 
@@ -131,7 +130,7 @@ def train_and_evaluate(config, workdir: str | Path) -> dict:
 
   refit = bool(config.train.get("refit")) and "valid" in sets
   if config.model.name == "popularity":
-    counts = (_merged(split) if refit else split).train.item_counts()
+    counts = (split.valid_in_train() if refit else split).train.item_counts()
     score = lambda counts, u, c: popularity_score_fn(counts)(u, c)
     summary, per_user = _evaluate(score, counts, sets, tuple(sets), protocol,
                                   config)
@@ -146,12 +145,5 @@ def train_and_evaluate(config, workdir: str | Path) -> dict:
   return trainer.fit_with_refit(
       config, workdir, _ranking_job(config, split, sets, protocol,
                                     tuple(sets)),
-      lambda cfg: _ranking_job(cfg, _merged(split), sets, protocol,
+      lambda cfg: _ranking_job(cfg, split.valid_in_train(), sets, protocol,
                                ("test",)), info)
-
-
-def _merged(split: splits.Split) -> splits.Split:
-  """The split with validation folded into train (for a refit)."""
-  return dataclasses.replace(
-      split, train=interactions.concat(split.train, split.valid),
-      valid=split.valid.select(np.zeros(len(split.valid), bool)))

@@ -322,10 +322,9 @@ def prepare(config, workdir: Path):
   return split, sets, protocol, digest
 
 
-def train_and_evaluate(config, workdir: str | Path) -> dict:
-  """Trains SASRec or BERT4Rec per `config`; returns results.json's dict."""
-  workdir = Path(workdir)
-  split, sets, protocol, digest = prepare(config, workdir)
+def make_job(config, split, sets: dict, protocol: str,
+             roles: tuple[str, ...] = ("valid", "test")) -> trainer.Job:
+  """The Job of SASRec or BERT4Rec trained on `split.train`."""
   model = build_model(config.model, split.train.n_items)
   batches, steps = make_epoch_batches(split, config, model)
   tx = build_optimizer(config.optim, steps * config.train.epochs)
@@ -333,12 +332,29 @@ def train_and_evaluate(config, workdir: str | Path) -> dict:
   params = model.init(jax.random.key(config.seed), seq)["params"]
   state = TrainState.create(apply_fn=model.apply, params=params, tx=tx)
   tables = sequences.eval_inputs(split, config.model.max_len)
-  job = trainer.Job(
+  return trainer.Job(
       template=state, loss_fn=LOSSES[config.train.loss],
       epoch_batches=batches,
       evaluate=make_evaluate(model, tables, sets, protocol, config),
-      select=config.eval.select.replace("{protocol}", protocol))
-  return trainer.fit(config, workdir, job, info={
-      "protocol": protocol, "dataset": split.train.name,
-      "split": split.protocol, "negatives_sha256": digest,
-      "model": config.model.name})
+      select=config.eval.select.replace("{protocol}", protocol), roles=roles)
+
+
+def train_and_evaluate(config, workdir: str | Path) -> dict:
+  """Trains SASRec or BERT4Rec per `config`; returns results.json's dict.
+
+  With `train.refit`, the epoch count E is chosen on validation as usual,
+  then a fresh model trains E epochs on each user's sequence up to and
+  including the validation item (as BERT4Rec's released code trains), and
+  test, whose input is that same sequence, is read once from it.
+  """
+  workdir = Path(workdir)
+  split, sets, protocol, digest = prepare(config, workdir)
+  info = {"protocol": protocol, "dataset": split.train.name,
+          "split": split.protocol, "negatives_sha256": digest,
+          "model": config.model.name}
+  job = make_job(config, split, sets, protocol)
+  if not config.train.get("refit"):
+    return trainer.fit(config, workdir, job, info=info)
+  return trainer.fit_with_refit(
+      config, workdir, job, lambda cfg: make_job(
+          cfg, split.valid_in_train(), sets, protocol, ("test",)), info)
