@@ -29,7 +29,57 @@ from jaxrec import results, timing, xla_flags  # noqa: E402
 
 SETTINGS = {"xla_defaults": "", "jaxrec_cpu_flags": " ".join(
     xla_flags.CPU_FLAGS)}
-WORKLOADS = ("SASRec", "BERT4Rec", "GMF", "MLP-3", "NeuMF")
+WORKLOADS = ("SASRec", "BERT4Rec", "BERT4Rec-Beauty", "GMF", "MLP-3",
+             "NeuMF")
+BEAUTY_ITEMS, BEAUTY_USERS = 54542, 40226
+
+
+def beauty_runner(steps: int = 4):
+  """(run, sequences per call): BERT4Rec at its Beauty training shape
+  (experiments/configs/bert4rec_beauty.py: 54,542 items, L 50, d 64, 2
+  heads, rho 0.6, batch 256 users packed into rows as
+  sequential.make_epoch_batches packs them) on random items, train
+  sequence lengths drawn 1-12 (Beauty's mean is 6.8)."""
+  import jax
+  import jax.numpy as jnp
+  import ml_collections
+  from experiments.configs import bert4rec_beauty
+  from jaxrec import parallel
+  from jaxrec.data import sequences
+  from jaxrec.train import sequential
+  from jaxrec.train.step import TrainState
+  config = bert4rec_beauty.get_config()
+  rng = np.random.default_rng(0)
+  users = np.arange(1, steps * 256 + 1)
+  lengths = np.r_[0, rng.integers(1, 13, users.size)]
+  width = config.model.max_len
+  table = np.zeros((users.size + 1, width), np.int32)
+  for_real = np.arange(width)[None, :] >= width - lengths[:, None]
+  table[for_real] = rng.integers(1, BEAUTY_ITEMS + 1, for_real.sum())
+  rows = -(-sequences.rows_needed(lengths, users, width) * 102 // 100 // steps)
+  packing = sequences.packed_epoch(users, lengths, width, steps, rows, rng)
+  budget = sequential.mask_budget(lengths, users, width, steps, rows, config)
+  model = sequential.build_model(config.model, BEAUTY_ITEMS)
+  batches = sequences.masked_item_batches(
+      table, packing, rng, mask_prob=config.train.mask_prob,
+      mask_id=model.mask_id, mask_last_share=config.train.mask_last_share,
+      budget=budget)
+  params = model.init(jax.random.key(0), jnp.ones((1, width), jnp.int32))[
+      "params"]
+  state = TrainState.create(apply_fn=model.apply, params=params,
+                            tx=sequential.build_optimizer(
+                                ml_collections.ConfigDict(
+                                    config.optim.to_dict()), 1000))
+  launcher = parallel.make_launcher("single", sequential.LOSSES["masked"], 256)
+  box = {"s": launcher.put_state(state)}
+  placed = launcher.put_batches(batches)
+
+  def run():
+    box["s"], m = launcher.run(box["s"], placed, jax.random.key(0))
+    jax.block_until_ready(m)
+
+  run()  # compiles
+  return run, steps * 256
 
 
 def child(repeats: int) -> dict[str, float]:
@@ -38,7 +88,9 @@ def child(repeats: int) -> dict[str, float]:
   import bench_seq
   out = {}
   for name in WORKLOADS:
-    if name in bench_seq.SPECS:
+    if name == "BERT4Rec-Beauty":
+      run, work = beauty_runner()
+    elif name in bench_seq.SPECS:
       run, work, _ = bench_seq.jax_runner(
           name, bench_seq.SPECS[name]["batch"], 4)
     else:
@@ -76,7 +128,7 @@ def main():
   for name in WORKLOADS:
     med = {s: float(np.median([x[name] for x in runs[s]])) for s in SETTINGS}
     rows.append({"model": name, "variant": "train-step",
-                 "protocol": "seqs/s" if name in ("SASRec", "BERT4Rec")
+                 "protocol": "seqs/s" if name.startswith(("SASRec", "BERT4Rec"))
                  else "examples/s",
                  "metrics": {k: {"mean": v, "std": 0.0} for k, v in {
                      **med, "ratio": med["jaxrec_cpu_flags"] /
@@ -90,7 +142,8 @@ def main():
            f"process, alternating, {args.rounds} rounds; cells are medians "
            "over rounds of each child's median over repeats after "
            "compilation. Shapes and steps as in scripts/bench_seq.py (4 "
-           "steps per dispatch) and scripts/bench_ncf.py (64 factors, batch "
+           "steps per dispatch), BERT4Rec-Beauty at the training shape of "
+           "experiments/configs/bert4rec_beauty.py (beauty_runner), and scripts/bench_ncf.py (64 factors, batch "
            "256, 256 steps per dispatch). ratio = jaxrec_cpu_flags / "
            "xla_defaults. Per round: " + ". ".join(rounds) + ".")
   paths = results.write("bench_xla_flags", rows,

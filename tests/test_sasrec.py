@@ -183,18 +183,25 @@ def test_causal_blocks_change_no_score(code):
 def test_refit_trains_on_the_validation_item_and_never_the_test_item(
     tmp_path):
   config = _tiny_config(tmp_path)
+  # Disjoint item ranges per user: a target item names its user.
+  rng = np.random.default_rng(1)
+  (tmp_path / "data" / "sasrec" / "Video.txt").write_text("".join(
+      f"{u} {10 * u + i}\n" for u in range(1, 41)
+      for i in range(rng.integers(4, 8))))
   split, _, _, _ = sequential.prepare(config, tmp_path / "run")
   merged = split.valid_in_train()
-  splits.assert_no_leakage(merged)                 # test stays unseen
+  splits.assert_no_leakage(merged)
   assert len(merged.valid) == 0
   model = sequential.build_model(config.model, split.train.n_items)
-  rng = np.random.default_rng(0)
   targets = {}
   for name, s in (("plain", split), ("refit", merged)):
     batches, _ = sequential.make_epoch_batches(s, config, model)
-    targets[name] = np.count_nonzero(batches(0, rng)["pos"])
-  # Every evaluated user gains one next-item target: its validation item.
-  assert targets["refit"] == targets["plain"] + len(split.valid)
+    pos = batches(0, np.random.default_rng(0))["pos"]
+    targets[name] = set(pos[pos != 0].tolist())
+  valid, test = set(split.valid.items.tolist()), set(split.test.items.tolist())
+  assert not targets["plain"] & (valid | test)
+  assert valid <= targets["refit"] and not targets["refit"] & test
+  assert targets["refit"] - valid == targets["plain"]
 
 
 def test_refit_selects_epochs_on_validation_then_retrains(tmp_path):

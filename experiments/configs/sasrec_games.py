@@ -154,6 +154,14 @@ def get_sweep():
                                         "eval.patience": 0,
                                         "train.epochs": 300})
            for s in SEEDS]
+  # 200 epochs, then a refit: a fresh model trains the best epoch count on
+  # each sequence up to and including its validation item (the paper trains
+  # without it), and test is read once from that model.
+  runs += [dict(model="SASRec", variant="code,200-epochs,refit", seed=s,
+                paper=PAPER, overrides={"model.sasrec_code": True,
+                                        "eval.patience": 0,
+                                        "train.refit": True})
+           for s in SEEDS]
   runs += [dict(model="SASRec", variant="softmax,code", seed=s, paper=PAPER,
                 overrides={"train.loss": "softmax", "train.epochs": 30,
                            "model.sasrec_code": True}) for s in SEEDS]
