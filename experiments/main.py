@@ -9,7 +9,7 @@ import json
 from absl import app, flags
 from ml_collections import config_flags
 
-from jaxrec import checkpoint, xla_flags
+from jaxrec import checkpoint
 from jaxrec.train.families import train_and_evaluate
 
 _CONFIG = config_flags.DEFINE_config_file("config", lock_config=True)
@@ -24,7 +24,6 @@ _DISTRIBUTED = flags.DEFINE_bool(
 
 def main(argv):
   del argv
-  xla_flags.add_cpu_flags()
   if _DISTRIBUTED.value:
     from jaxrec import parallel
     parallel.initialize_distributed()

@@ -24,7 +24,7 @@ import ml_collections
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from jaxrec import checkpoint, results, xla_flags
+from jaxrec import checkpoint, results
 from jaxrec.train.families import train_and_evaluate
 
 _CONFIG = config_flags.DEFINE_config_file("config", lock_config=False)
@@ -118,7 +118,6 @@ def run_sweep(config, sweep: list[dict], root: Path,
 
 def main(argv):
   del argv
-  xla_flags.add_cpu_flags()
   checkpoint.quiet_orbax_logs()
   config = _CONFIG.value
   if _DATA_DIR.value:

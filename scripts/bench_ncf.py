@@ -161,7 +161,6 @@ def main():
   parser.add_argument("--repeats", type=int, default=3,
                       help="timed calls per contender per round (median)")
   args = parser.parse_args()
-  xla_flags.add_cpu_flags()
   round_notes = []
   import torch
   load0 = os.getloadavg()[0]

@@ -302,7 +302,6 @@ def main():
   parser.add_argument("--quick", action="store_true",
                       help="smoke mode: batch 8, one repeat, no Games epoch")
   args = parser.parse_args()
-  xla_flags.add_cpu_flags()
   repeats = 1 if args.quick else args.repeats
   load0 = os.getloadavg()[0]
   peak = timing.matmul_peak_flops()

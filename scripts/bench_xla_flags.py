@@ -1,5 +1,6 @@
-"""Train-step throughput with XLA's CPU defaults against jaxrec's CPU flags
-(jaxrec/xla_flags.py), same machine, same run.
+"""Train-step throughput with XLA's CPU defaults (what jaxrec runs with)
+against YNNPACK fusions off (jaxrec/xla_flags.py YNN_OFF), same machine,
+same run.
 
   pip install -e '.[bench]'
   python scripts/bench_xla_flags.py
@@ -27,8 +28,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from jaxrec import results, timing, xla_flags  # noqa: E402
 
-SETTINGS = {"xla_defaults": "", "jaxrec_cpu_flags": " ".join(
-    xla_flags.CPU_FLAGS)}
+SETTINGS = {"xla_defaults": "", "ynn_off": xla_flags.YNN_OFF}
 WORKLOADS = ("SASRec", "BERT4Rec", "BERT4Rec-Beauty", "GMF", "MLP-3",
              "NeuMF")
 BEAUTY_ITEMS, BEAUTY_USERS = 54542, 40226
@@ -131,20 +131,20 @@ def main():
                  "protocol": "seqs/s" if name.startswith(("SASRec", "BERT4Rec"))
                  else "examples/s",
                  "metrics": {k: {"mean": v, "std": 0.0} for k, v in {
-                     **med, "ratio": med["jaxrec_cpu_flags"] /
+                     **med, "ratio": med["ynn_off"] /
                      med["xla_defaults"]}.items()}})
     rounds.append(f"{name}: " + "; ".join(
         f"{s} " + " / ".join(f"{x[name]:.0f}" for x in runs[s])
         for s in SETTINGS))
-  notes = (f"Settings: xla_defaults = XLA_FLAGS empty; jaxrec_cpu_flags = "
-           f"XLA_FLAGS='{SETTINGS['jaxrec_cpu_flags']}' (what "
-           "jaxrec.xla_flags.add_cpu_flags adds). Each setting in a child "
+  notes = (f"Settings: xla_defaults = XLA_FLAGS empty (what jaxrec runs "
+           f"with); ynn_off = XLA_FLAGS='{SETTINGS['ynn_off']}' "
+           "(jaxrec.xla_flags.YNN_OFF). Each setting in a child "
            f"process, alternating, {args.rounds} rounds; cells are medians "
            "over rounds of each child's median over repeats after "
            "compilation. Shapes and steps as in scripts/bench_seq.py (4 "
            "steps per dispatch), BERT4Rec-Beauty at the training shape of "
            "experiments/configs/bert4rec_beauty.py (beauty_runner), and scripts/bench_ncf.py (64 factors, batch "
-           "256, 256 steps per dispatch). ratio = jaxrec_cpu_flags / "
+           "256, 256 steps per dispatch). ratio = ynn_off / "
            "xla_defaults. Per round: " + ". ".join(rounds) + ".")
   paths = results.write("bench_xla_flags", rows,
                         results.command_line(), args.out, notes)

@@ -1,5 +1,4 @@
-"""Test setup: 8 forced CPU devices, the entry points' XLA CPU flags
-(jaxrec/xla_flags.py) and strict rank promotion.
+"""Test setup: 8 forced CPU devices and strict rank promotion.
 
 XLA reads XLA_FLAGS when JAX's backend starts, so they are set here, before
 any test runs a computation.
@@ -12,7 +11,4 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 import jax  # noqa: E402
 
-from jaxrec import xla_flags  # noqa: E402
-
-xla_flags.add_cpu_flags()
 jax.config.update("jax_numpy_rank_promotion", "raise")
