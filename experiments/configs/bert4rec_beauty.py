@@ -124,6 +124,15 @@ def get_sweep():
           "model": {**sasrec_paper["overrides"]["model"],
                     "sasrec_code": True},
           "eval.patience": 0}) for seed in (0, 1, 2)],
+      # The same, then a refit on each sequence up to its validation item
+      # (sequential.train_and_evaluate), as the BERT4Rec rows above.
+      *[dict(sasrec_paper, variant="code,200-epochs,refit", seed=seed,
+             overrides={
+                 **sasrec_paper["overrides"],
+                 "model": {**sasrec_paper["overrides"]["model"],
+                           "sasrec_code": True},
+                 "eval.patience": 0, "train.refit": True})
+        for seed in (0, 1, 2)],
       # SASRec's paper settings but the cross-entropy over all items
       # (Klenitskiy & Vasilev, RecSys 2023) instead of BCE with one negative.
       dict(sasrec_paper, variant="softmax", overrides={
