@@ -25,6 +25,11 @@ Released-code layout (results/seq_games_code.md, 3 seeds, BCE, on a
   200 epochs ('code,200-epochs'):  0.7387, 0.5350  (362 s a run)
   300 epochs ('code,300-epochs'):  0.7396, 0.5363  (537 s a run)
   ... --name=seq_games_code '--only=^SASRec-code'
+Refit (results/seq_games_refit.md, 3 seeds): the 200-epoch runs, then a
+fresh model trained for the best epoch count on each sequence up to and
+including its validation item (not the paper's training data), test read
+once from it: HR@10 0.7673, NDCG@10 0.5628 (860 s a run, both phases).
+  ... --name=seq_games_refit '--only=^SASRec-code,200-epochs(,refit)?-seed[012]$'
 The standard pre-LN blocks ('paper' rows below, sasrec_code=False) reach
 0.7327-0.7341 / 0.5226-0.5242.
 Runtime: one epoch (240 steps of about 128 packed users) takes 2.7 s on
