@@ -31,6 +31,13 @@ BERT4Rec lr=1e-3 with 40 epochs (6,320 steps; best validation at epoch 35;
 7,017 s beside other jobs, 1.8x SASRec paper's 3,929 s): 0.2814 / 0.1699 /
 0.1553, full ranking 0.0375 / 0.0203.
 
+Refit ('lr=1e-3,epochs=40,refit', seed 0; results/seq_beauty_refit.md):
+the 40-epoch run, then a fresh model trained for its best epoch count (35)
+on each sequence up to its validation item, as BERT4Rec's code trains:
+0.3236 / 0.1983 / 0.1794, full ranking 0.0445 / 0.0249; 3,426 s both
+phases.
+  ... --name=seq_beauty_refit '--only=^BERT4Rec-lr=1e-3,epochs=40,refit-seed0$'
+
 On the 2-core AVX-512/AMX Xeon with XLA's defaults a BERT4Rec epoch takes
 about 41 s (0.26 s a step, 0.21 s of it the softmax over all items), SASRec
 (released-code layout, 'code,200-epochs', 3 seeds) about 2.8 s: 0.2702 /
