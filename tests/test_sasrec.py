@@ -214,3 +214,10 @@ def test_refit_selects_epochs_on_validation_then_retrains(tmp_path):
   assert refit["test"] != plain["test"]
   assert refit["test"]["sampled-uniform-10/HR@1"] > 0.5
   assert (tmp_path / "refit" / "refit" / "metrics.jsonl").exists()
+  # An epoch count fixed in advance (another seed's selection) skips phase
+  # 1 and trains the same refit model: the same test, no validation.
+  config.train.refit_epochs = refit["refit_epochs"]
+  fixed = sequential.train_and_evaluate(config, tmp_path / "fixed")
+  assert fixed["test"] == refit["test"] and "valid" not in fixed
+  assert fixed["epochs"] == fixed["refit_epochs"] == refit["refit_epochs"]
+  assert not (tmp_path / "fixed" / "checkpoints").exists()

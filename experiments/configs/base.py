@@ -45,6 +45,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.train.log_every_steps = 1000
   c.train.checkpoint_every_steps = 0  # 0 = at the end of each epoch only
   c.train.refit = False           # then retrain on train + valid, best epochs
+  c.train.refit_epochs = 0        # >0: refit this many, skipping selection
   c.train.halt_after_steps = 0    # >0: stop there unsaved (resume tests)
   c.train.transfer_guard = "allow"  # 'disallow': fail on implicit transfers
 

@@ -98,20 +98,31 @@ def fit_with_refit(config, workdir: str | Path, job: Job,
   the best-by-validation epoch count E.  Phase 2 trains `refit_job(cfg)` (a
   Job on train + validation whose roles are ('test',)) for E epochs in
   `workdir/refit`; test is read once, from it.  Validation figures stay
-  phase 1's.  Returns what `fit` returns, plus 'refit_epochs'.
+  phase 1's.  With `train.refit_epochs` > 0, E was chosen earlier (by
+  another seed's phase 1): phase 1 is skipped and there are no validation
+  figures.  Returns what `fit` returns, plus 'refit_epochs'.
   """
   workdir = Path(workdir)
   records.write_run_header(workdir, config)
-  first = Trainer(config, workdir, job)
-  seconds = first.run()
-  if first.halted:
-    return {}
-  summary, per_user = job.evaluate(first.best_params(), ("valid",), True)
+  fixed = int(config.train.get("refit_epochs") or 0)
+  summary, per_user, seconds, epochs, best_step = {}, {}, 0.0, 0, None
+  if fixed:
+    best_epoch = fixed
+  else:
+    first = Trainer(config, workdir, job)
+    seconds = first.run()
+    if first.halted:
+      return {}
+    summary, per_user = job.evaluate(first.best_params(), ("valid",), True)
+    epochs, best_step, best_epoch = (first.epoch, first.best_step,
+                                     first.best_epoch)
   cfg = config.copy_and_resolve_references()
-  cfg.train.epochs, cfg.train.refit = first.best_epoch, False
+  cfg.train.epochs, cfg.train.refit = best_epoch, False
   records.write_run_header(workdir / "refit", cfg)
   second = Trainer(cfg, workdir / "refit", refit_job(cfg))
   seconds += second.run()
+  if second.halted:
+    return {}
   test, test_per_user = second.job.evaluate(second.best_params(), ("test",),
                                             True)
   summary.update(test)
@@ -119,9 +130,10 @@ def fit_with_refit(config, workdir: str | Path, job: Job,
   for role in summary:
     logging.info("best %s: %s", role, fmt(summary[role]))
   return finish(workdir, summary, per_user, {
-      **(info or {}), "train_seconds": seconds, "epochs": first.epoch,
-      "best_step": first.best_step, "refit_epochs": first.best_epoch,
-      "seconds_per_epoch": seconds / max(first.epoch + first.best_epoch, 1)})
+      **(info or {}), "train_seconds": seconds,
+      "epochs": epochs or best_epoch, "best_step": best_step,
+      "refit_epochs": best_epoch,
+      "seconds_per_epoch": seconds / max(epochs + best_epoch, 1)})
 
 
 def finish(workdir: Path, summary: dict, per_user: dict, extra: dict) -> dict:
