@@ -97,6 +97,14 @@ def get_sweep():
       overrides={"model": {**sasrec.model.to_dict(), "sasrec_code": False},
                  "train.loss": "bce",
                  "train.batch_size": 128, "optim": sasrec.optim.to_dict()})
+
+  def code_row(variant, seed, **overrides):
+    """SASRec paper settings with the released code's block layout, all
+    epochs run (no early stop)."""
+    return dict(sasrec_paper, variant=variant, seed=seed, overrides={
+        **sasrec_paper["overrides"], "eval.patience": 0, **overrides,
+        "model": {**sasrec_paper["overrides"]["model"], "sasrec_code": True}})
+
   return [
       dict(model="BERT4Rec", variant="paper", seed=0,
            paper=PAPER["BERT4Rec"]),
@@ -140,20 +148,16 @@ def get_sweep():
       sasrec_paper,
       # The block layout of SASRec's released code (models/sasrec.py
       # sasrec_code), all 200 epochs (best validation epoch, no early stop).
-      *[dict(sasrec_paper, variant="code,200-epochs", seed=seed, overrides={
-          **sasrec_paper["overrides"],
-          "model": {**sasrec_paper["overrides"]["model"],
-                    "sasrec_code": True},
-          "eval.patience": 0}) for seed in (0, 1, 2)],
+      *[code_row("code,200-epochs", seed) for seed in (0, 1, 2)],
       # The same, then a refit on each sequence up to its validation item
       # (sequential.train_and_evaluate), as the BERT4Rec rows above.
-      *[dict(sasrec_paper, variant="code,200-epochs,refit", seed=seed,
-             overrides={
-                 **sasrec_paper["overrides"],
-                 "model": {**sasrec_paper["overrides"]["model"],
-                           "sasrec_code": True},
-                 "eval.patience": 0, "train.refit": True})
+      *[code_row("code,200-epochs,refit", seed, **{"train.refit": True})
         for seed in (0, 1, 2)],
+      # The refit alone, for seed 0's selected epoch count (180), as the
+      # BERT4Rec 'refit-35-epochs' row: seeds 1 and 2 skip phase 1.
+      *[code_row("code,refit-180-epochs", seed, **{
+          "train.refit": True, "train.refit_epochs": 180})
+        for seed in (1, 2)],
       # SASRec's paper settings but the cross-entropy over all items
       # (Klenitskiy & Vasilev, RecSys 2023) instead of BCE with one negative.
       dict(sasrec_paper, variant="softmax", overrides={
