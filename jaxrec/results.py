@@ -62,6 +62,31 @@ def aggregate(runs: list[dict], metrics: tuple[str, ...]) -> list[dict]:
   return rows
 
 
+def pool(rows: list[dict], **fields) -> dict:
+  """One row from rows of the same (model, protocol) over disjoint seeds.
+
+  Each metric's mean and standard deviation (ddof 1) are those of all the
+  seeds' values together, recovered exactly from each row's mean, std and
+  seed count; 'epochs' and 'train_seconds' are seed-weighted means.  Only
+  metrics every row has are kept; `fields` (e.g. variant) override.
+  """
+  n = np.array([r["seeds"] for r in rows], float)
+  total = n.sum()
+  stats = {}
+  for m in [m for m in rows[0]["metrics"] if all(m in r["metrics"]
+                                                 for r in rows)]:
+    mean = np.array([r["metrics"][m]["mean"] for r in rows])
+    std = np.array([r["metrics"][m]["std"] for r in rows])
+    grand = float(n @ mean / total)
+    squares = ((n - 1) * std**2).sum() + (n * (mean - grand)**2).sum()
+    stats[m] = {"mean": grand, "std": float(np.sqrt(squares / (total - 1)))
+                if total > 1 else 0.0}
+  weighted = lambda k: float(n @ [r.get(k, 0.0) for r in rows] / total)
+  return {**{k: v for k, v in rows[0].items() if k != "significance"},
+          "metrics": stats, "seeds": int(total), "epochs": weighted("epochs"),
+          "train_seconds": weighted("train_seconds"), **fields}
+
+
 def significance(runs: list[dict], rows: list[dict],
                  metrics: tuple[str, ...], *,
                  reference: tuple[str, str] | None = None,

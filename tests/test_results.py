@@ -193,3 +193,27 @@ def test_machine_line_names_cpu_model_and_vector_isa(tmp_path):
   assert records.cpu_detail(str(tmp_path / "missing")) == ""
   assert records.machine().split(" CPU")[0].endswith("-core " +
                                                      records.platform.machine())
+
+
+def test_pool_equals_the_statistics_of_all_seeds_together():
+  rng = np.random.default_rng(0)
+  values = [rng.random(k) for k in (1, 2, 4)]       # disjoint seed sets
+
+  def row(v, seconds):
+    return {"model": "M", "variant": "v", "protocol": "p", "seeds": len(v),
+            "epochs": 3.0, "train_seconds": seconds, "metrics": {
+                "HR@10": {"mean": float(v.mean()),
+                          "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0},
+                "MRR": {"mean": 0.0, "std": 0.0}}}
+
+  rows = [row(v, s) for v, s in zip(values, (10.0, 40.0, 70.0))]
+  del rows[1]["metrics"]["MRR"]
+  pooled = results.pool(rows, variant="pooled")
+  everything = np.concatenate(values)
+  assert pooled["metrics"]["HR@10"]["mean"] == pytest.approx(
+      everything.mean())
+  assert pooled["metrics"]["HR@10"]["std"] == pytest.approx(
+      everything.std(ddof=1))
+  assert set(pooled["metrics"]) == {"HR@10"}      # MRR: not in every row
+  assert pooled["seeds"] == 7 and pooled["variant"] == "pooled"
+  assert pooled["train_seconds"] == pytest.approx((10 + 80 + 280) / 7)
