@@ -38,6 +38,15 @@ on each sequence up to its validation item, as BERT4Rec's code trains:
 phases.
   ... --name=seq_beauty_refit '--only=^BERT4Rec-lr=1e-3,epochs=40,refit-seed0$'
 
+Refit alone ('lr=1e-3,refit-35-epochs', seeds 1 and 2: train.refit_epochs
+= 35, seed 0's selected count, so phase 1 is skipped): 0.3284 / 0.2027 /
+0.1835 and 0.3313 / 0.2037 / 0.1838; with seed 0's refit, 3 seeds 0.3278 /
+0.2016 / 0.1822 (results/seq_beauty_refit_seeds.md, _pooled.md). On the
+2-core AMD EPYC (AVX-512, no AMX) each took 2,654-2,824 s (76-81 s an
+epoch).
+  ... --name=seq_beauty_refit_seeds \
+      '--only=^(BERT4Rec-lr=1e-3,refit-35-epochs|SASRec-code,refit-180-epochs)-seed[12]$'
+
 On the 2-core AVX-512/AMX Xeon with XLA's defaults a BERT4Rec epoch takes
 about 41 s (0.26 s a step, 0.21 s of it the softmax over all items), SASRec
 (released-code layout, 'code,200-epochs', 3 seeds) about 2.8 s: 0.2702 /
