@@ -67,8 +67,9 @@ def pool(rows: list[dict], **fields) -> dict:
 
   Each metric's mean and standard deviation (ddof 1) are those of all the
   seeds' values together, recovered exactly from each row's mean, std and
-  seed count; 'epochs' and 'train_seconds' are seed-weighted means.  Only
-  metrics every row has are kept; `fields` (e.g. variant) override.
+  seed count.  Only metrics every row has are kept; 'epochs' and
+  'train_seconds' only where every row has the same (budgets and timings
+  stay with their sources).  `fields` (e.g. variant) override.
   """
   n = np.array([r["seeds"] for r in rows], float)
   total = n.sum()
@@ -81,10 +82,11 @@ def pool(rows: list[dict], **fields) -> dict:
     squares = ((n - 1) * std**2).sum() + (n * (mean - grand)**2).sum()
     stats[m] = {"mean": grand, "std": float(np.sqrt(squares / (total - 1)))
                 if total > 1 else 0.0}
-  weighted = lambda k: float(n @ [r.get(k, 0.0) for r in rows] / total)
-  return {**{k: v for k, v in rows[0].items() if k != "significance"},
-          "metrics": stats, "seeds": int(total), "epochs": weighted("epochs"),
-          "train_seconds": weighted("train_seconds"), **fields}
+  differ = {k for k in ("epochs", "train_seconds")
+            if any(r.get(k) != rows[0].get(k) for r in rows)}
+  return {**{k: v for k, v in rows[0].items()
+             if k not in differ | {"significance"}},
+          "metrics": stats, "seeds": int(total), **fields}
 
 
 def significance(runs: list[dict], rows: list[dict],

@@ -44,7 +44,7 @@ def test_rows_of_one_label_pool_per_protocol(tmp_path):
     assert row["metrics"]["HR@10"]["mean"] == pytest.approx(values.mean())
     assert row["metrics"]["HR@10"]["std"] == pytest.approx(
         values.std(ddof=1))
-    assert row["train_seconds"] == pytest.approx(500 / 3)
+    assert row["epochs"] == 5.0 and "train_seconds" not in row
 
 
 @pytest.mark.parametrize("bad", ["refit|x.json|M", "refit||M|v"])
