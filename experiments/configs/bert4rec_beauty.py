@@ -43,7 +43,8 @@ Refit alone ('lr=1e-3,refit-35-epochs', seeds 1 and 2: train.refit_epochs
 0.1835 and 0.3313 / 0.2037 / 0.1838; with seed 0's refit, 3 seeds 0.3278 /
 0.2016 / 0.1822 (results/seq_beauty_refit_seeds.md, _pooled.md). On the
 2-core AMD EPYC (AVX-512, no AMX) each took 2,654-2,824 s (76-81 s an
-epoch).
+epoch), against SASRec 'code,refit-180-epochs' (seeds 1 and 2: 0.3018 /
+0.1796, 0.3001 / 0.1778) 743-758 s: 3.65x, over the issue's 3x.
   ... --name=seq_beauty_refit_seeds \
       '--only=^(BERT4Rec-lr=1e-3,refit-35-epochs|SASRec-code,refit-180-epochs)-seed[12]$'
 
