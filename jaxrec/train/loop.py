@@ -143,7 +143,7 @@ def train_and_evaluate(config, workdir: str | Path) -> dict:
   # Phase 1 selects the epoch count on validation; phase 2 retrains on
   # train + validation for that many epochs, and test is read from it once.
   return trainer.fit_with_refit(
-      config, workdir, _ranking_job(config, split, sets, protocol,
-                                    tuple(sets)),
+      config, workdir, lambda: _ranking_job(config, split, sets, protocol,
+                                            tuple(sets)),
       lambda cfg: _ranking_job(cfg, split.valid_in_train(), sets, protocol,
                                ("test",)), info)

@@ -352,9 +352,10 @@ def train_and_evaluate(config, workdir: str | Path) -> dict:
   info = {"protocol": protocol, "dataset": split.train.name,
           "split": split.protocol, "negatives_sha256": digest,
           "model": config.model.name}
-  job = make_job(config, split, sets, protocol)
   if not config.train.get("refit"):
-    return trainer.fit(config, workdir, job, info=info)
+    return trainer.fit(config, workdir, make_job(config, split, sets,
+                                                 protocol), info=info)
   return trainer.fit_with_refit(
-      config, workdir, job, lambda cfg: make_job(
+      config, workdir, lambda: make_job(config, split, sets, protocol),
+      lambda cfg: make_job(
           cfg, split.valid_in_train(), sets, protocol, ("test",)), info)

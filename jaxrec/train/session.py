@@ -208,7 +208,8 @@ def train_and_evaluate(config, workdir: str | Path) -> dict:
   # Phase 1 picks the epoch count on validation; phase 2 retrains on
   # train + valid for that many epochs and is tested once.
   return trainer.fit_with_refit(
-      config, workdir, gru4rec_job(config, split.train, roles, ("valid",)),
+      config, workdir,
+      lambda: gru4rec_job(config, split.train, roles, ("valid",)),
       lambda cfg: gru4rec_job(cfg, split.full, roles, ("test",)), info)
 
 

@@ -89,12 +89,12 @@ def fit(config, workdir: str | Path, job: Job, info: dict | None = None
       "best_step": trainer.best_step})
 
 
-def fit_with_refit(config, workdir: str | Path, job: Job,
+def fit_with_refit(config, workdir: str | Path, job: Callable[[], Job],
                    refit_job: Callable[[Any], Job], info: dict | None = None
                    ) -> dict:
   """Selects the epoch count on validation, then retrains on more data.
 
-  Phase 1 trains `job` (its roles include 'valid') in `workdir` and keeps
+  Phase 1 trains `job()` (its roles include 'valid') in `workdir` and keeps
   the best-by-validation epoch count E.  Phase 2 trains `refit_job(cfg)` (a
   Job on train + validation whose roles are ('test',)) for E epochs in
   `workdir/refit`; test is read once, from it.  Validation figures stay
@@ -109,11 +109,11 @@ def fit_with_refit(config, workdir: str | Path, job: Job,
   if fixed:
     best_epoch = fixed
   else:
-    first = Trainer(config, workdir, job)
+    first = Trainer(config, workdir, job())
     seconds = first.run()
     if first.halted:
       return {}
-    summary, per_user = job.evaluate(first.best_params(), ("valid",), True)
+    summary, per_user = first.job.evaluate(first.best_params(), ("valid",), True)
     epochs, best_step, best_epoch = (first.epoch, first.best_step,
                                      first.best_epoch)
   cfg = config.copy_and_resolve_references()
