@@ -82,7 +82,7 @@ def triplet(pos_scores: jnp.ndarray, neg_scores: jnp.ndarray,
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(4,))
 def full_softmax(hidden: jnp.ndarray, table: jnp.ndarray, bias: jnp.ndarray,
-                 labels: jnp.ndarray, chunk: int = 4096) -> jnp.ndarray:
+                 labels: jnp.ndarray, chunk: int = 2048) -> jnp.ndarray:
   """(M,) cross-entropy of a softmax over every row of the output table:
   logits = hidden (M, D) @ table (V, D)^T + bias (V,), the answer of row m
   being id labels[m].  A bias of -inf takes an id out of the softmax.
@@ -129,12 +129,14 @@ def _full_softmax_bwd(chunk, res, g):
   def step(d_hidden, part):
     logits = hidden @ part[0].T + part[1][None, :]
     p = jnp.exp(logits - lse[:, None]) * g[:, None]        # (M, chunk)
-    return d_hidden + p @ part[0], (p.T @ hidden, p.sum(0))
+    # hidden^T @ p, (D, chunk), not p^T @ hidden: XLA's CPU dot is about
+    # twice as fast with the long axis last (scripts/bench_softmax.py).
+    return d_hidden + p @ part[0], (hidden.T @ p, p.sum(0))
 
-  d_hidden, (d_table, d_bias) = jax.lax.scan(
+  d_hidden, (d_table_t, d_bias) = jax.lax.scan(
       step, jnp.zeros_like(hidden), _by_chunk(table, bias, chunk))
   v = table.shape[0]
-  d_table = d_table.reshape(-1, hidden.shape[1])[:v]
+  d_table = jnp.swapaxes(d_table_t, 1, 2).reshape(-1, hidden.shape[1])[:v]
   d_bias = d_bias.reshape(-1)[:v]
   # The answer's own term, -logit[label].
   d_hidden = d_hidden - g[:, None] * table[labels]

@@ -61,7 +61,7 @@ def main():
            "protocol": "loss+grad", "metrics": {
                "seconds": {"mean": base, "std": 0.0},
                "speedup": {"mean": 1.0, "std": 0.0}}}]
-  for chunk in (2048, 4096, 8192):
+  for chunk in (1024, 2048, 4096):
     s = seconds(lambda h, t, b, l, c=chunk: chunked(h, t, b, l, c), inputs,
                 args.repeats)
     rows.append({"model": "full_softmax", "variant": f"chunk={chunk}",
