@@ -45,6 +45,10 @@ Refit alone ('lr=1e-3,refit-35-epochs', seeds 1 and 2: train.refit_epochs
 2-core AMD EPYC (AVX-512, no AMX) each took 2,654-2,824 s (76-81 s an
 epoch), against SASRec 'code,refit-180-epochs' (seeds 1 and 2: 0.3018 /
 0.1796, 0.3001 / 0.1778) 743-758 s: 3.65x, over the issue's 3x.
+Since 95402ad (full_softmax's faster backward) seed 0 of the refit alone
+took 1,732 s (about 50 s an epoch) against SASRec seed 0's 773 s in the
+same session: 2.24x, within the 3x target; 0.3236 / 0.1983 / 0.1794
+(results/seq_beauty_refit_seed0.md).
   ... --name=seq_beauty_refit_seeds \
       '--only=^(BERT4Rec-lr=1e-3,refit-35-epochs|SASRec-code,refit-180-epochs)-seed[12]$'
 
