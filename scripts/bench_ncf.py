@@ -44,11 +44,11 @@ def _batches(rng, steps, batch):
           "label": rng.integers(0, 2, (steps, batch)).astype(np.float32)}
 
 
-def jax_runner(name, factors, batch, steps_per_call):
+def jax_runner(name, factors, batch, steps_per_call, opt=None):
   """(run, examples per call): `steps_per_call` jitted steps per dispatch,
-  compiled."""
-  state = setup.create_state(_jax_model(name, factors), optax.adam(1e-3),
-                             jax.random.key(0))
+  compiled; `opt` defaults to optax.adam(1e-3)."""
+  state = setup.create_state(_jax_model(name, factors),
+                             opt or optax.adam(1e-3), jax.random.key(0))
   launcher = parallel.make_launcher("single", tasks.pointwise_loss, batch)
   box = {"s": launcher.put_state(state)}
   placed = launcher.put_batches(_batches(np.random.default_rng(0),

@@ -1,0 +1,117 @@
+"""Where an NCF training step spends its time at batch 256.
+
+  pip install -e '.[bench]'   # torch==2.13.0, CPU build
+  python scripts/bench_ncf_parts.py
+
+bench_ncf's JAX step (64 predictive factors, ML-1M shapes, lax.scan over
+256 steps per dispatch) timed with three optimiser set-ups that differ
+only in what happens to the embedding tables: Adam everywhere (the
+benchmarked step), plain SGD on the tables with Adam on the dense layers,
+and frozen tables (optax.set_to_zero: XLA then drops their gradient's
+scatter as well).  The differences split a step into dense compute, the
+tables' gradient (zero-filled dense table + scatter) and SGD, and Adam's
+extra passes over its two moment tables.  PyTorch's Adam step (bench_ncf's
+torch_runner) runs beside, so the 3x target's time budget comes from the
+same rounds.  Writes results/bench_ncf_parts.*.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import jax
+import numpy as np
+import optax
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import bench_ncf  # noqa: E402
+from jaxrec import results, timing, xla_flags  # noqa: E402
+
+BATCH, FACTORS, STEPS = 256, 64, 256
+
+
+def embedding_split(tables: optax.GradientTransformation
+                    ) -> optax.GradientTransformation:
+  """`tables` on every embedding table, Adam 1e-3 on the other parameters."""
+
+  def labels(params):
+    return jax.tree_util.tree_map_with_path(
+        lambda path, _: "embed" if "embed" in jax.tree_util.keystr(path)
+        else "dense", params)
+
+  return optax.multi_transform(
+      {"embed": tables, "dense": optax.adam(1e-3)}, labels)
+
+
+SETUPS = {
+    "adam": lambda: optax.adam(1e-3),
+    "tables_sgd": lambda: embedding_split(optax.sgd(1e-3)),
+    "tables_frozen": lambda: embedding_split(optax.set_to_zero()),
+}
+
+
+def table_floats(name: str) -> int:
+  """Parameters in the model's embedding tables."""
+  dim = bench_ncf.ncf.mlp_embed_dim(FACTORS, bench_ncf.LAYERS)
+  rows = bench_ncf.N_USERS + bench_ncf.N_ITEMS + 2
+  return rows * {"GMF": FACTORS, "MLP-3": dim,
+                 "NeuMF": FACTORS + dim}[name]
+
+
+def main():
+  parser = argparse.ArgumentParser()
+  parser.add_argument("--out", default="results")
+  parser.add_argument("--rounds", type=int, default=5)
+  parser.add_argument("--repeats", type=int, default=3)
+  args = parser.parse_args()
+  load0 = os.getloadavg()[0]
+  rows, per_round_notes = [], []
+  for name in ("GMF", "MLP-3", "NeuMF"):
+    calls = {k: bench_ncf.jax_runner(name, FACTORS, BATCH, STEPS, make())
+             for k, make in SETUPS.items()}
+    calls["torch_adam"] = bench_ncf.torch_runner(name, FACTORS, BATCH, 64)
+    rates = timing.interleaved_rates(calls, args.rounds, args.repeats)
+    ms = {k: 1e3 * BATCH / float(np.median(v)) for k, v in rates.items()}
+    per_round_notes.append(f"{name}: " + "; ".join(
+        f"{k} " + "/".join(f"{1e3 * BATCH / r:.2f}" for r in v)
+        for k, v in rates.items()))
+    metrics = {f"{k}_ms_per_step": v for k, v in ms.items()}
+    metrics.update({
+        "dense_ms": ms["tables_frozen"],
+        "tables_grad_sgd_ms": ms["tables_sgd"] - ms["tables_frozen"],
+        "adam_moments_ms": ms["adam"] - ms["tables_sgd"],
+        "budget_3x_ms": ms["torch_adam"] / 3,
+        "table_params": float(table_floats(name)),
+    })
+    rows.append({"model": name, "variant": f"factors={FACTORS},batch={BATCH}",
+                 "dataset": "ml-1m shapes", "protocol": "train-step",
+                 "metrics": {k: {"mean": v, "std": 0.0}
+                             for k, v in metrics.items()}})
+    print(name, {k: round(v, 3) for k, v in metrics.items()}, flush=True)
+  notes = (
+      f"JAX: bench_ncf.jax_runner, {STEPS} steps per dispatch (lax.scan, "
+      "state donated), milliseconds per step of "
+      f"{BATCH} examples; torch_adam: bench_ncf.torch_runner (eager "
+      "PyTorch, dense nn.Embedding, torch.optim.Adam). The four take "
+      f"turns in {args.rounds} rounds of {args.repeats} timed calls "
+      "(timing.interleaved_rates); a figure is the median over rounds. "
+      "dense_ms = tables frozen; tables_grad_sgd_ms = SGD on the tables "
+      "minus frozen (the dense gradient table: zero fill, scatter of the "
+      "batch's rows, one update pass); adam_moments_ms = Adam minus SGD on "
+      "the tables (XLA's CPU backend makes no multi-output fusion, so "
+      "Adam's first moment, second moment and parameter update are three "
+      "passes over each table, two of them reading the gradient table); "
+      "budget_3x_ms = the step time the issue's 3x target allows. Per "
+      "round, ms per step: " + " | ".join(per_round_notes) + ". "
+      f"{xla_flags.describe()} Load average: {load0:.2f} (1 min) at the "
+      f"start, {os.getloadavg()[0]:.2f} at the end.")
+  paths = results.write("bench_ncf_parts", rows, results.command_line(),
+                        args.out, notes)
+  print(paths[1].read_text())
+
+
+if __name__ == "__main__":
+  main()
