@@ -1,12 +1,13 @@
 """Train-step throughput with XLA's CPU defaults (what jaxrec runs with)
-against YNNPACK fusions off (jaxrec/xla_flags.py YNN_OFF), same machine,
-same run.
+against YNNPACK fusions off (jaxrec/xla_flags.py YNN_OFF) and against
+glibc's malloc asking for transparent huge pages
+(GLIBC_TUNABLES=glibc.malloc.hugetlb=1), same machine, same run.
 
   pip install -e '.[bench]'
   python scripts/bench_xla_flags.py
 
-XLA reads its flags once, when JAX's backend starts, so each setting runs
-in a child process; the settings alternate over `--rounds` rounds and each
+XLA reads its flags once, when JAX's backend starts, and glibc its
+tunables when the process starts, so each setting runs in a child process; the settings alternate over `--rounds` rounds and each
 cell is the median over rounds (this CPU's speed drifts over minutes).
 Workloads: the JAX steps of scripts/bench_seq.py (SASRec, BERT4Rec at max
 length 200) and scripts/bench_ncf.py (GMF, MLP-3, NeuMF at 64 factors,
@@ -28,7 +29,11 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from jaxrec import results, timing, xla_flags  # noqa: E402
 
-SETTINGS = {"xla_defaults": "", "ynn_off": xla_flags.YNN_OFF}
+# setting -> environment of its child process
+SETTINGS = {"xla_defaults": {"XLA_FLAGS": ""},
+            "ynn_off": {"XLA_FLAGS": xla_flags.YNN_OFF},
+            "thp_malloc": {"XLA_FLAGS": "",
+                           "GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"}}
 WORKLOADS = ("SASRec", "BERT4Rec", "BERT4Rec-Beauty", "GMF", "MLP-3",
              "NeuMF")
 BEAUTY_ITEMS, BEAUTY_USERS = 54542, 40226
@@ -99,8 +104,17 @@ def child(repeats: int) -> dict[str, float]:
   return out
 
 
+def _thp_mode() -> str:
+  """The kernel's transparent-huge-page mode, e.g. 'madvise'."""
+  try:
+    with open("/sys/kernel/mm/transparent_hugepage/enabled") as f:
+      return f.read().split("[")[1].split("]")[0]
+  except (OSError, IndexError):
+    return "unknown"
+
+
 def run_child(setting: str, repeats: int) -> dict[str, float]:
-  env = dict(os.environ, XLA_FLAGS=SETTINGS[setting], JAX_PLATFORMS="cpu")
+  env = dict(os.environ, **SETTINGS[setting], JAX_PLATFORMS="cpu")
   proc = subprocess.run(
       [sys.executable, os.path.abspath(__file__), "--child",
        f"--repeats={repeats}"], env=env, capture_output=True, text=True,
@@ -131,20 +145,25 @@ def main():
                  "protocol": "seqs/s" if name.startswith(("SASRec", "BERT4Rec"))
                  else "examples/s",
                  "metrics": {k: {"mean": v, "std": 0.0} for k, v in {
-                     **med, "ratio": med["ynn_off"] /
-                     med["xla_defaults"]}.items()}})
+                     **med, **{f"{s}_ratio": med[s] / med["xla_defaults"]
+                               for s in SETTINGS if s != "xla_defaults"}
+                 }.items()}})
     rounds.append(f"{name}: " + "; ".join(
         f"{s} " + " / ".join(f"{x[name]:.0f}" for x in runs[s])
         for s in SETTINGS))
   notes = (f"Settings: xla_defaults = XLA_FLAGS empty (what jaxrec runs "
-           f"with); ynn_off = XLA_FLAGS='{SETTINGS['ynn_off']}' "
-           "(jaxrec.xla_flags.YNN_OFF). Each setting in a child "
+           f"with); ynn_off = XLA_FLAGS='{SETTINGS['ynn_off']['XLA_FLAGS']}' "
+           "(jaxrec.xla_flags.YNN_OFF); thp_malloc = XLA's defaults with "
+           f"GLIBC_TUNABLES='{SETTINGS['thp_malloc']['GLIBC_TUNABLES']}' "
+           "(glibc >= 2.35 then madvises its mmapped chunks for "
+           "transparent huge pages; the kernel's THP mode here: "
+           f"{_thp_mode()}). Each setting in a child "
            f"process, alternating, {args.rounds} rounds; cells are medians "
            "over rounds of each child's median over repeats after "
            "compilation. Shapes and steps as in scripts/bench_seq.py (4 "
            "steps per dispatch), BERT4Rec-Beauty at the training shape of "
            "experiments/configs/bert4rec_beauty.py (beauty_runner), and scripts/bench_ncf.py (64 factors, batch "
-           "256, 256 steps per dispatch). ratio = ynn_off / "
+           "256, 256 steps per dispatch). <setting>_ratio = that setting / "
            "xla_defaults. Per round: " + ". ".join(rounds) + ".")
   paths = results.write("bench_xla_flags", rows,
                         results.command_line(), args.out, notes)
