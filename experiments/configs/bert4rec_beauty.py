@@ -48,7 +48,10 @@ epoch), against SASRec 'code,refit-180-epochs' (seeds 1 and 2: 0.3018 /
 Since 95402ad (full_softmax's faster backward) seed 0 of the refit alone
 took 1,732 s (about 50 s an epoch) against SASRec seed 0's 773 s in the
 same session: 2.24x, within the 3x target; 0.3236 / 0.1983 / 0.1794
-(results/seq_beauty_refit_seed0.md).
+(results/seq_beauty_refit_seed0.md). Seed 1 of both, in a later session
+on the same CPU running slower (62.7 s a BERT4Rec epoch): 2,196 s against
+866 s, 2.54x; 0.3284 / 0.2027 / 0.1835 and 0.3018 / 0.1796
+(results/seq_beauty_refit_timed.md, seeds 0 and 1).
   ... --name=seq_beauty_refit_seeds \
       '--only=^(BERT4Rec-lr=1e-3,refit-35-epochs|SASRec-code,refit-180-epochs)-seed[12]$'
 
