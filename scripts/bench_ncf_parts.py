@@ -33,14 +33,18 @@ from jaxrec import results, timing, xla_flags  # noqa: E402
 BATCH, FACTORS, STEPS = 256, 64, 256
 
 
+def _is_table(path) -> bool:
+  """Whether a parameter's tree path is an embedding table's."""
+  return "embed" in jax.tree_util.keystr(path)
+
+
 def embedding_split(tables: optax.GradientTransformation
                     ) -> optax.GradientTransformation:
   """`tables` on every embedding table, Adam 1e-3 on the other parameters."""
 
   def labels(params):
     return jax.tree_util.tree_map_with_path(
-        lambda path, _: "embed" if "embed" in jax.tree_util.keystr(path)
-        else "dense", params)
+        lambda path, _: "embed" if _is_table(path) else "dense", params)
 
   return optax.multi_transform(
       {"embed": tables, "dense": optax.adam(1e-3)}, labels)
@@ -54,11 +58,13 @@ SETUPS = {
 
 
 def table_floats(name: str) -> int:
-  """Parameters in the model's embedding tables."""
-  dim = bench_ncf.ncf.mlp_embed_dim(FACTORS, bench_ncf.LAYERS)
-  rows = bench_ncf.N_USERS + bench_ncf.N_ITEMS + 2
-  return rows * {"GMF": FACTORS, "MLP-3": dim,
-                 "NeuMF": FACTORS + dim}[name]
+  """Parameters in the benchmarked model's embedding tables (from its
+  parameter shapes, no initialisation run)."""
+  ids = jax.ShapeDtypeStruct((1,), jax.numpy.int32)
+  shapes = jax.eval_shape(bench_ncf._jax_model(name, FACTORS).init,
+                          jax.random.key(0), ids, ids)
+  return sum(x.size for path, x in
+             jax.tree_util.tree_leaves_with_path(shapes) if _is_table(path))
 
 
 def main():

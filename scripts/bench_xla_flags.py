@@ -7,8 +7,9 @@ glibc's malloc asking for transparent huge pages
   python scripts/bench_xla_flags.py
 
 XLA reads its flags once, when JAX's backend starts, and glibc its
-tunables when the process starts, so each setting runs in a child process; the settings alternate over `--rounds` rounds and each
-cell is the median over rounds (this CPU's speed drifts over minutes).
+tunables when the process starts, so each setting runs in a child process;
+the settings alternate over `--rounds` rounds and each cell is the median
+over rounds (this CPU's speed drifts over minutes).
 Workloads: the JAX steps of scripts/bench_seq.py (SASRec, BERT4Rec at max
 length 200) and scripts/bench_ncf.py (GMF, MLP-3, NeuMF at 64 factors,
 batch 256), examples or sequences per second after compilation.
