@@ -112,6 +112,14 @@ def get_sweep():
               "model.pretrained.mlp": mlp, "optim.name": "sgd",
               "optim.learning_rate": 0.001},
                paper=_paper("NeuMF-pre", factors)),
+          # The authors' README fine-tunes the pretrained NeuMF with Adam
+          # at lr 0.001 (`--learner adam`), where the paper's text says SGD.
+          dict(model="NeuMF-pre", variant=f"{variant},adam-finetune",
+               seed=seed, overrides={
+                   "model.factors": factors, "model.pretrained.gmf": gmf,
+                   "model.pretrained.mlp": mlp, "optim.name": "adam",
+                   "optim.learning_rate": 0.001},
+               paper=_paper("NeuMF-pre", factors)),
       ]
       # The released code's MLP embeddings (half its layers[0], twice the
       # paper's text: models/ncf.py embed_dim); GMF is unchanged.
