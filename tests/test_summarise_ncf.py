@@ -11,9 +11,9 @@ summarise = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(summarise)
 
 
-def _row(model, factors, hr, paper_hr=None):
+def _row(model, factors, hr, paper_hr=None, suffix=""):
   stat = lambda v: {"mean": v, "std": 0.0}
-  return {"model": model, "variant": f"factors={factors}",
+  return {"model": model, "variant": f"factors={factors}{suffix}",
           "protocol": "ncf-sampled-99",
           "metrics": {"MRR": stat(0.3), "HR@10": stat(hr)},
           "paper": {"HR@10": paper_hr} if paper_hr else {},
@@ -24,13 +24,18 @@ def test_collect_keeps_each_files_own_factors_in_order(tmp_path):
   files = {"ncf_ml1m": [_row("NeuMF", 16, 0.69), _row("GMF", 8, 0.63),
                         _row("GMF", 32, 0.1)],       # 32 is not this file's
            "ncf_ml1m_factors32": [_row("GMF", 32, 0.70)],
-           "ncf_ml1m_factors64": [_row("GMF", 64, 0.69)]}
+           "ncf_ml1m_factors64": [_row("GMF", 64, 0.69)],
+           "ncf_ml1m_adam_finetune": [
+               _row("NeuMF-pre", 64, 0.72, suffix=",adam-finetune"),
+               _row("GMF", 64, 0.5),                 # not this file's
+               _row("NeuMF-pre", 8, 0.67, suffix=",adam-finetune")]}
   for name, rows in files.items():
     (tmp_path / f"{name}.json").write_text(json.dumps({"rows": rows}))
   rows = summarise.collect(tmp_path)
   assert [(r["model"], r["variant"]) for r in rows] == [
       ("GMF", "factors=8"), ("GMF", "factors=32"), ("GMF", "factors=64"),
-      ("NeuMF", "factors=16")]
+      ("NeuMF", "factors=16"), ("NeuMF-pre", "factors=8,adam-finetune"),
+      ("NeuMF-pre", "factors=64,adam-finetune")]
   assert rows[1]["metrics"]["HR@10"]["mean"] == 0.70
   assert list(rows[0]["metrics"]) == ["HR@10", "MRR"]
   assert all("significance" not in r for r in rows)
