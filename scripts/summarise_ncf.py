@@ -7,8 +7,8 @@ Writes results/ncf_ml1m_all.{md,json}.
 The sweeps were run one factor range at a time (results/ncf_ml1m.md: 8 and
 16; ncf_ml1m_factors32.md; ncf_ml1m_factors64.md), and NeuMF-pre fine-tuned
 with Adam as the authors' README does in ncf_ml1m_adam_finetune.md; their
-headers name the commands, commits and dates.  This script trains nothing: it copies the
-rows, so every figure traces back to one of those files.
+headers name the commands, commits and dates.  This script trains nothing:
+it copies the rows, so every figure traces back to one of those files.
 """
 
 from __future__ import annotations
