@@ -50,8 +50,10 @@ took 1,732 s (about 50 s an epoch) against SASRec seed 0's 773 s in the
 same session: 2.24x, within the 3x target; 0.3236 / 0.1983 / 0.1794
 (results/seq_beauty_refit_seed0.md). Seed 1 of both, in a later session
 on the same CPU running slower (62.7 s a BERT4Rec epoch): 2,196 s against
-866 s, 2.54x; 0.3284 / 0.2027 / 0.1835 and 0.3018 / 0.1796
-(results/seq_beauty_refit_timed.md, seeds 0 and 1).
+866 s, 2.54x; 0.3284 / 0.2027 / 0.1835 and 0.3018 / 0.1796. Seed 2 of
+both, in a third session: 2,183 s against 807 s, 2.71x; 0.3313 / 0.2037 /
+0.1838 and 0.3001 / 0.1778. Over seeds 0-2 BERT4Rec 0.3278 / 0.2016 /
+0.1822, SASRec 0.3010 / 0.1784 (results/seq_beauty_refit_timed.md).
   ... --name=seq_beauty_refit_seeds \
       '--only=^(BERT4Rec-lr=1e-3,refit-35-epochs|SASRec-code,refit-180-epochs)-seed[12]$'
 
