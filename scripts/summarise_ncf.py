@@ -22,9 +22,10 @@ from jaxrec import results
 SOURCES = {"ncf_ml1m": ("factors=8", "factors=16"),
            "ncf_ml1m_factors32": ("factors=32",),
            "ncf_ml1m_factors64": ("factors=64",),
-           "ncf_ml1m_adam_finetune": tuple(
-               f"factors={f},adam-finetune{lr}" for f in (8, 64)
-               for lr in ("", ",lr=1e-4"))}
+           "ncf_ml1m_adam_finetune": (
+               "factors=8,adam-finetune", "factors=8,adam-finetune,lr=1e-4",
+               "factors=16,adam-finetune", "factors=64,adam-finetune",
+               "factors=64,adam-finetune,lr=1e-4")}
 MODELS = ("GMF", "MLP-3", "NeuMF", "NeuMF-pre")
 METRICS = ("HR@10", "NDCG@10", "MRR")
 TOLERANCE = 0.01            # the "within 0.01 of the paper"
