@@ -24,7 +24,8 @@ SOURCES = {"ncf_ml1m": ("factors=8", "factors=16"),
            "ncf_ml1m_factors64": ("factors=64",),
            "ncf_ml1m_adam_finetune": (
                "factors=8,adam-finetune", "factors=8,adam-finetune,lr=1e-4",
-               "factors=16,adam-finetune", "factors=64,adam-finetune",
+               "factors=16,adam-finetune", "factors=32,adam-finetune",
+               "factors=64,adam-finetune",
                "factors=64,adam-finetune,lr=1e-4")}
 MODELS = ("GMF", "MLP-3", "NeuMF", "NeuMF-pre")
 METRICS = ("HR@10", "NDCG@10", "MRR")

@@ -38,12 +38,13 @@ shortfall against the paper.
 Fine-tuned with Adam at lr 0.001 instead, as the authors' README runs it
 ('<F>,adam-finetune' rows; results/ncf_ml1m_adam_finetune.md, 3 seeds):
 8 factors .6765/.4008 (SGD .6658/.3895; paper .684/.403), 16 factors
-.6958/.4185 (SGD .6945/.4165; paper .707/.426), 64 factors .7011/.4281
-(SGD .7081/.4309), its best validation epoch the first; at lr 1e-4 8
-factors .6681/.3929, 64 factors .7003/.4299 (no better than SGD). At 16
-factors about 150 s per NeuMF run alone (8 epochs); 32 not run.
+.6958/.4185 (SGD .6945/.4165; paper .707/.426), 32 factors .7019/.4290
+(SGD .7103/.4330), 64 factors .7011/.4281 (SGD .7081/.4309), its best
+validation epoch the first; at lr 1e-4 8 factors .6681/.3929, 64 factors
+.7003/.4299 (no better than SGD). At 16 and 32 factors about 150 s per
+NeuMF run alone (5-8 epochs).
   ... --name=ncf_ml1m_adam_finetune \
-      --only='^(GMF-factors=(8|16|64)|MLP-3-factors=(8|16|64)|NeuMF-pre-factors=(8|64),adam-finetune.*|NeuMF-pre-factors=16,adam-finetune)-seed[012]$'
+      --only='^(GMF-factors=(8|16|32|64)|MLP-3-factors=(8|16|32|64)|NeuMF-pre-factors=(8|64),adam-finetune.*|NeuMF-pre-factors=(16|32),adam-finetune)-seed[012]$'
 
 Paper, HR@10 / NDCG@10 (factors 8, 16, 32, 64):
   NeuMF with pre-training:    .684/.403 .707/.426 .726/.445 .730/.447
