@@ -96,14 +96,24 @@ def full_softmax(hidden: jnp.ndarray, table: jnp.ndarray, bias: jnp.ndarray,
   return _full_softmax_fwd(hidden, table, bias, labels, chunk)[0]
 
 
+def chunk_width(v: int, chunk: int, align: int = 16) -> tuple[int, int]:
+  """(C, W): the fewest chunks C of at most `chunk` ids that cover v ids,
+  made equally wide, W rounded up to a multiple of `align` but never past
+  `chunk` (so the padding C * W - v is under C * align; a fixed width of
+  `chunk` would pad V = 3,417 to 4,096 at chunk 2,048, a sixth of the
+  softmax's work wasted)."""
+  n = -(-v // chunk)
+  width = -(-v // n)                      # <= chunk, as n >= v / chunk
+  return n, min(-(-width // align) * align, chunk)
+
+
 def _by_chunk(table, bias, chunk):
-  """table (V, D), bias (V,) -> (C, chunk, D), (C, chunk), padded ids
-  getting bias -inf; a chunk is never wider than V."""
-  chunk = min(chunk, table.shape[0])
-  n = -(-table.shape[0] // chunk)
-  pad = n * chunk - table.shape[0]
-  return (jnp.pad(table, ((0, pad), (0, 0))).reshape(n, chunk, -1),
-          jnp.pad(bias, (0, pad), constant_values=-jnp.inf).reshape(n, chunk))
+  """table (V, D), bias (V,) -> (C, W, D), (C, W) with (C, W) from
+  `chunk_width`, padded ids getting bias -inf."""
+  n, width = chunk_width(table.shape[0], chunk)
+  pad = n * width - table.shape[0]
+  return (jnp.pad(table, ((0, pad), (0, 0))).reshape(n, width, -1),
+          jnp.pad(bias, (0, pad), constant_values=-jnp.inf).reshape(n, width))
 
 
 def _full_softmax_fwd(hidden, table, bias, labels, chunk):

@@ -54,3 +54,15 @@ def test_full_softmax_repeated_labels_add_their_gradients():
   want = jax.grad(_dense, argnums=1)(hidden, table, bias, labels, weight)
   got = jax.grad(_chunked(8), argnums=1)(hidden, table, bias, labels, weight)
   np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("v, chunk, want", [
+    (3417, 2048, (2, 1712)),      # BERT4Rec at ML-1M's items: not 2 x 2048
+    (54543, 2048, (27, 2032)),    # Beauty
+    (23, 64, (1, 32)),            # one chunk, aligned
+    (4096, 2048, (2, 2048)),      # exact
+    (23, 4, (6, 4))])             # never wider than the chunk
+def test_chunks_cover_the_ids_with_little_padding(v, chunk, want):
+  n, width = losses.chunk_width(v, chunk)
+  assert (n, width) == want
+  assert n * width >= v and n * width - v < n * 16
