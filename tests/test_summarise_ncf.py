@@ -30,13 +30,16 @@ def test_collect_keeps_each_files_own_factors_in_order(tmp_path):
                _row("GMF", 64, 0.5),                 # not this file's
                _row("GMF", 16, 0.5),                 # nor this
                _row("NeuMF-pre", 16, 0.69, suffix=",adam-finetune"),
-               _row("NeuMF-pre", 8, 0.67, suffix=",adam-finetune")]}
+               _row("NeuMF-pre", 8, 0.67, suffix=",adam-finetune")],
+           "ncf_ml1m_epochs60": [
+               _row("MLP-3", 8, 0.67, suffix=",epochs=60"),
+               _row("MLP-3", 32, 0.5, suffix=",epochs=60")]}  # not this
   for name, rows in files.items():
     (tmp_path / f"{name}.json").write_text(json.dumps({"rows": rows}))
   rows = summarise.collect(tmp_path)
   assert [(r["model"], r["variant"]) for r in rows] == [
       ("GMF", "factors=8"), ("GMF", "factors=32"), ("GMF", "factors=64"),
-      ("NeuMF", "factors=16"), ("NeuMF-pre", "factors=8,adam-finetune"),
+      ("MLP-3", "factors=8,epochs=60"), ("NeuMF", "factors=16"), ("NeuMF-pre", "factors=8,adam-finetune"),
       ("NeuMF-pre", "factors=16,adam-finetune"),
       ("NeuMF-pre", "factors=64,adam-finetune")]
   assert rows[1]["metrics"]["HR@10"]["mean"] == 0.70
