@@ -49,7 +49,7 @@ With a 60-epoch cap instead of 20 ('<F>,epochs=60' rows;
 results/ncf_ml1m_epochs60.md, 3 seeds, early stopping as above): runs that
 had peaked at the cap trained to epochs 22-43, and the test figures hardly
 moved: 8 factors GMF .6345/.3669, MLP-3 .6585/.3860, NeuMF-pre .6676/.3910;
-16 factors GMF .6906/.4101, MLP-3 .6758/.4024, NeuMF-pre .6949/.4171
+16 factors GMF .6906/.4101, MLP-3 .6758/.4024, NeuMF-pre .6949/.4171;
 NeuMF .6754/.4028 at 8 factors (each within .002 of its 20-epoch row).
 About 10 min a seed at 8 factors (NeuMF 4-8 min more) and 12 min at 16,
 alone.
