@@ -39,7 +39,8 @@ def test_collect_keeps_each_files_own_factors_in_order(tmp_path):
   rows = summarise.collect(tmp_path)
   assert [(r["model"], r["variant"]) for r in rows] == [
       ("GMF", "factors=8"), ("GMF", "factors=32"), ("GMF", "factors=64"),
-      ("MLP-3", "factors=8,epochs=60"), ("NeuMF", "factors=16"), ("NeuMF-pre", "factors=8,adam-finetune"),
+      ("MLP-3", "factors=8,epochs=60"), ("NeuMF", "factors=16"),
+      ("NeuMF-pre", "factors=8,adam-finetune"),
       ("NeuMF-pre", "factors=16,adam-finetune"),
       ("NeuMF-pre", "factors=64,adam-finetune")]
   assert rows[1]["metrics"]["HR@10"]["mean"] == 0.70
