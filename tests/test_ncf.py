@@ -103,6 +103,51 @@ def test_pretrained_params_round_trip_through_a_run(tmp_path):
   assert np.isfinite(result["test"]["full/NDCG@10"])
 
 
+def test_a_pretrained_neumf_refit_starts_from_its_halves_refits(tmp_path):
+  from ml_collections import ConfigDict
+  from experiments.configs.base import base_config
+  from jaxrec.train.loop import train_and_evaluate
+
+  def config(model, refit=True):
+    c = base_config()
+    c.data.synthetic.update(n_users=60, n_items=40, per_user=8)
+    c.model = ConfigDict(model)
+    c.train.update(epochs=2, batch_size=64, refit=refit)
+    c.eval.n_negatives = 10
+    return c
+
+  for name, model in (("gmf", {"name": "gmf", "factors": 4}),
+                      ("mlp", {"name": "mlp", "factors": 4, "layers": 2})):
+    train_and_evaluate(config(model, refit=False), tmp_path / "plain" / name)
+    train_and_evaluate(config(model), tmp_path / "refit" / name)
+  neumf = {"name": "neumf", "factors": 4, "layers": 2,
+           "pretrained": {"alpha": 0.5}}
+
+  def pretrained_neumf(halves):
+    neumf["pretrained"].update(gmf=str(tmp_path / halves / "gmf"),
+                               mlp=str(tmp_path / halves / "mlp"))
+    c = config(neumf)
+    c.optim.update(name="sgd", learning_rate=0.0)  # stays the mixture
+    return c
+
+  with pytest.raises(FileNotFoundError, match="plain/gmf/refit.*GMF run "
+                     "refit too"):
+    train_and_evaluate(pretrained_neumf("plain"), tmp_path / "neumf_plain")
+  train_and_evaluate(pretrained_neumf("refit"), tmp_path / "neumf")
+  embed = lambda run: setup.pretrained_params(run, 60, 40)  # noqa: E731
+  first, second = (embed(tmp_path / "neumf"),
+                   embed(tmp_path / "neumf" / "refit"))
+  half, half_refit = (embed(tmp_path / "refit" / "gmf"),
+                      embed(tmp_path / "refit" / "gmf" / "refit"))
+  # Phase 1 fine-tunes the train-only halves, phase 2 their refits.
+  np.testing.assert_array_equal(first["gmf_item_embed"]["embedding"],
+                                half["item_embed"]["embedding"])
+  np.testing.assert_array_equal(second["gmf_item_embed"]["embedding"],
+                                half_refit["item_embed"]["embedding"])
+  assert not np.array_equal(half["item_embed"]["embedding"],
+                            half_refit["item_embed"]["embedding"])
+
+
 DATA = Path(os.environ.get("JAXREC_DATA_DIR", "/nonexistent"))
 
 

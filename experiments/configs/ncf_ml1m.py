@@ -182,4 +182,18 @@ def get_sweep():
                {"model.factors": factors, **embed}),
           _run("NeuMF-pre", code, seed, factors, {**embed, **_pretrained(
               factors, gmf, _workdir("MLP-3", code, seed))})]
+      # Refit: the epoch count chosen on validation as above, then the
+      # model retrained on train + validation (the released code's training
+      # set) and test read once; NeuMF-pre's second phase fine-tunes its
+      # halves' refits (train/loop.py).  Phase 1 is the plain row's run.
+      refit = f"{variant},refit"
+      again = {"train.refit": True}
+      runs += [
+          _run("GMF", refit, seed, factors, {**_gmf(factors), **again}),
+          _run("MLP-3", refit, seed, factors, {**_mlp(factors), **again}),
+          _run("NeuMF-pre", refit, seed, factors, {**again, **_pretrained(
+              factors, _workdir("GMF", refit, seed),
+              _workdir("MLP-3", refit, seed))}),
+          _run("NeuMF", refit, seed, factors,
+               {"model.factors": factors, **again})]
   return runs

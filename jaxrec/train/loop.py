@@ -146,4 +146,23 @@ def train_and_evaluate(config, workdir: str | Path) -> dict:
       config, workdir, lambda: _ranking_job(config, split, sets, protocol,
                                             tuple(sets)),
       lambda cfg: _ranking_job(cfg, split.valid_in_train(), sets, protocol,
-                               ("test",)), info)
+                               ("test",)), info,
+      refit_config=_pretrained_refits)
+
+
+def _pretrained_refits(config):
+  """Phase 2 of a pretrained NeuMF's refit fine-tunes from its GMF and MLP
+  runs' own refits (`<run>/refit`, trained on the same train + valid), as
+  phase 1 fine-tunes from their train-only models."""
+  pretrained = config.model.get("pretrained")
+  if not (pretrained and pretrained.gmf):
+    return config
+  for half in ("gmf", "mlp"):
+    path = Path(pretrained[half]) / "refit"
+    if not (path / "config.json").exists():
+      raise FileNotFoundError(
+          f"{path}: a refit of a pretrained NeuMF needs its {half.upper()} "
+          f"run refit too (train.refit=True in {pretrained[half]}), so that "
+          "both halves saw train + validation; none is there")
+    pretrained[half] = str(path)
+  return config

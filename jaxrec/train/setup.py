@@ -65,7 +65,8 @@ def score_fn(model):
 
 
 def pretrained_params(workdir: str | Path, n_users: int, n_items: int):
-  """The best-by-validation parameters of a finished run in `workdir`.
+  """The best-by-validation parameters of a finished run in `workdir`, or
+  its last ones when it had no validation (a refit's `<run>/refit`).
 
   The run's own config.json rebuilds its model and optimiser, so the
   checkpoint restores into exactly the structure it was saved with.
@@ -76,7 +77,8 @@ def pretrained_params(workdir: str | Path, n_users: int, n_items: int):
   template = create_state(build_model(config.model, n_users, n_items),
                           build_optimizer(config.optim), jax.random.key(0))
   with checkpoint.Checkpointer(workdir / "checkpoints") as ckpt:
-    state, _ = ckpt.restore(template, which="best")
+    which = "best" if ckpt.steps("best") else "last"
+    state, _ = ckpt.restore(template, which=which)
   return state.params
 
 

@@ -90,8 +90,8 @@ def fit(config, workdir: str | Path, job: Job, info: dict | None = None
 
 
 def fit_with_refit(config, workdir: str | Path, job: Callable[[], Job],
-                   refit_job: Callable[[Any], Job], info: dict | None = None
-                   ) -> dict:
+                   refit_job: Callable[[Any], Job], info: dict | None = None,
+                   refit_config: Callable[[Any], Any] | None = None) -> dict:
   """Selects the epoch count on validation, then retrains on more data.
 
   Phase 1 trains `job()` (its roles include 'valid') in `workdir` and keeps
@@ -100,7 +100,8 @@ def fit_with_refit(config, workdir: str | Path, job: Callable[[], Job],
   `workdir/refit`; test is read once, from it.  Validation figures stay
   phase 1's.  With `train.refit_epochs` > 0, E was chosen earlier (by
   another seed's phase 1): phase 1 is skipped and there are no validation
-  figures.  Returns what `fit` returns, plus 'refit_epochs'.
+  figures.  `refit_config` edits phase 2's config (a copy) before it is
+  recorded.  Returns what `fit` returns, plus 'refit_epochs'.
   """
   workdir = Path(workdir)
   records.write_run_header(workdir, config)
@@ -118,6 +119,8 @@ def fit_with_refit(config, workdir: str | Path, job: Callable[[], Job],
                                      first.best_epoch)
   cfg = config.copy_and_resolve_references()
   cfg.train.epochs, cfg.train.refit = best_epoch, False
+  if refit_config is not None:
+    cfg = refit_config(cfg)
   records.write_run_header(workdir / "refit", cfg)
   second = Trainer(cfg, workdir / "refit", refit_job(cfg))
   seconds += second.run()
