@@ -25,6 +25,13 @@ YNN_OFF = "--xla_cpu_experimental_ynn_fusion_type="
 
 
 def describe() -> str:
-  """The sentence a benchmark table's notes carry about XLA_FLAGS."""
-  return (f"XLA_FLAGS: '{os.environ.get('XLA_FLAGS', '')}' (XLA's defaults "
+  """The sentences a benchmark table's notes carry about XLA_FLAGS and,
+  when set, glibc's malloc tunables (which every contender in the process
+  shares)."""
+  text = (f"XLA_FLAGS: '{os.environ.get('XLA_FLAGS', '')}' (XLA's defaults "
           "unless set; results/bench_xla_flags.md compares YNN fusions off).")
+  tunables = os.environ.get("GLIBC_TUNABLES")
+  if tunables:
+    text += (f" GLIBC_TUNABLES: '{tunables}', set for the whole process, so "
+             "for every contender alike.")
+  return text

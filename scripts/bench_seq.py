@@ -290,6 +290,8 @@ def games_epoch_seconds(repeats):
 def main():
   parser = argparse.ArgumentParser()
   parser.add_argument("--out", default="results")
+  parser.add_argument("--name", default="bench_seq",
+                      help="the results table's name (<out>/<name>.md)")
   parser.add_argument("--note", default="",
                       help="The run's conditions, appended to the notes.")
   parser.add_argument("--repeats", type=int, default=3,
@@ -413,7 +415,7 @@ def main():
       f"{load0:.2f} (1 min) at the start, {load[0]:.2f} / {load[1]:.2f} / "
       f"{load[2]:.2f} (1/5/15 min) at the end. {args.note}").strip()
   command = results.command_line()
-  paths = results.write("bench_seq", rows, command, args.out, notes)
+  paths = results.write(args.name, rows, command, args.out, notes)
   print(paths[1].read_text())
 
 

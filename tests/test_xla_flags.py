@@ -37,3 +37,10 @@ def test_bench_child_runs_the_benchmarks_runners(monkeypatch):
   rates = bench_xla_flags.child(repeats=1)
   assert set(rates) == {"SASRec", "GMF", "BERT4Rec-Beauty"}
   assert all(r > 0 for r in rates.values())
+
+
+def test_describe_names_the_malloc_tunables_only_when_set(monkeypatch):
+  monkeypatch.delenv("GLIBC_TUNABLES", raising=False)
+  assert "GLIBC_TUNABLES" not in xla_flags.describe()
+  monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.hugetlb=1")
+  assert "GLIBC_TUNABLES: 'glibc.malloc.hugetlb=1'" in xla_flags.describe()
