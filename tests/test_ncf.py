@@ -71,25 +71,28 @@ def test_pretrained_neumf_mixes_gmf_and_mlp_logits():
   assert float(jnp.abs(want).max()) > 0.1
 
 
-def test_pretrained_params_round_trip_through_a_run(tmp_path):
+def _run_config(model: dict, epochs: int = 1, refit: bool = False):
+  """A tiny synthetic run of `model` (60 users, 40 items)."""
   from ml_collections import ConfigDict
   from experiments.configs.base import base_config
+  c = base_config()
+  c.data.synthetic.update(n_users=60, n_items=40, per_user=8)
+  c.model = ConfigDict(model)
+  c.train.update(epochs=epochs, batch_size=64, refit=refit)
+  c.eval.n_negatives = 10
+  return c
+
+
+def test_pretrained_params_round_trip_through_a_run(tmp_path):
   from jaxrec.train.loop import train_and_evaluate
-
-  def config(model):
-    c = base_config()
-    c.data.synthetic.update(n_users=60, n_items=40, per_user=8)
-    c.model = ConfigDict(model)
-    c.train.update(epochs=1, batch_size=64)
-    c.eval.n_negatives = 10
-    return c
-
-  train_and_evaluate(config({"name": "gmf", "factors": 4}), tmp_path / "gmf")
-  train_and_evaluate(config({"name": "mlp", "factors": 4, "layers": 2}),
+  train_and_evaluate(_run_config({"name": "gmf", "factors": 4}),
+                     tmp_path / "gmf")
+  train_and_evaluate(_run_config({"name": "mlp", "factors": 4, "layers": 2}),
                      tmp_path / "mlp")
-  c = config({"name": "neumf", "factors": 4, "layers": 2,
-              "pretrained": {"gmf": str(tmp_path / "gmf"),
-                             "mlp": str(tmp_path / "mlp"), "alpha": 0.5}})
+  c = _run_config({"name": "neumf", "factors": 4, "layers": 2,
+                   "pretrained": {"gmf": str(tmp_path / "gmf"),
+                                  "mlp": str(tmp_path / "mlp"),
+                                  "alpha": 0.5}})
   c.optim.name = "sgd"
   c.optim.learning_rate = 0.0  # no update: the result is the mixture
   result = train_and_evaluate(c, tmp_path / "neumf")
@@ -104,17 +107,10 @@ def test_pretrained_params_round_trip_through_a_run(tmp_path):
 
 
 def test_a_pretrained_neumf_refit_starts_from_its_halves_refits(tmp_path):
-  from ml_collections import ConfigDict
-  from experiments.configs.base import base_config
   from jaxrec.train.loop import train_and_evaluate
 
   def config(model, refit=True):
-    c = base_config()
-    c.data.synthetic.update(n_users=60, n_items=40, per_user=8)
-    c.model = ConfigDict(model)
-    c.train.update(epochs=2, batch_size=64, refit=refit)
-    c.eval.n_negatives = 10
-    return c
+    return _run_config(model, epochs=2, refit=refit)
 
   for name, model in (("gmf", {"name": "gmf", "factors": 4}),
                       ("mlp", {"name": "mlp", "factors": 4, "layers": 2})):
