@@ -130,11 +130,11 @@ def test_a_pretrained_neumf_refit_starts_from_its_halves_refits(tmp_path):
                      "refit too"):
     train_and_evaluate(pretrained_neumf("plain"), tmp_path / "neumf_plain")
   train_and_evaluate(pretrained_neumf("refit"), tmp_path / "neumf")
-  embed = lambda run: setup.pretrained_params(run, 60, 40)  # noqa: E731
-  first, second = (embed(tmp_path / "neumf"),
-                   embed(tmp_path / "neumf" / "refit"))
-  half, half_refit = (embed(tmp_path / "refit" / "gmf"),
-                      embed(tmp_path / "refit" / "gmf" / "refit"))
+  params = lambda run: setup.pretrained_params(run, 60, 40)  # noqa: E731
+  first, second = (params(tmp_path / "neumf"),
+                   params(tmp_path / "neumf" / "refit"))
+  half, half_refit = (params(tmp_path / "refit" / "gmf"),
+                      params(tmp_path / "refit" / "gmf" / "refit"))
   # Phase 1 fine-tunes the train-only halves, phase 2 their refits.
   np.testing.assert_array_equal(first["gmf_item_embed"]["embedding"],
                                 half["item_embed"]["embedding"])

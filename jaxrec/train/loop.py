@@ -142,6 +142,8 @@ def train_and_evaluate(config, workdir: str | Path) -> dict:
 
   # Phase 1 selects the epoch count on validation; phase 2 retrains on
   # train + validation for that many epochs, and test is read from it once.
+  # A missing refit of a pretrained half fails here, before phase 1 trains.
+  _pretrained_refits(config.copy_and_resolve_references())
   return trainer.fit_with_refit(
       config, workdir, lambda: _ranking_job(config, split, sets, protocol,
                                             tuple(sets)),
