@@ -49,7 +49,7 @@ SPECS = {
     "BERT4Rec": dict(
         batch=256, loss="masked",
         model=dict(name="bert4rec", max_len=MAX_LEN, dim=64, num_blocks=2,
-                   num_heads=2, dropout=0.1),
+                   num_heads=2, dropout=0.1, row_block=8),
         optim=dict(name="adamw", learning_rate=1e-4, b1=0.9, b2=0.999,
                    weight_decay=0.01, clip_norm=5.0, schedule="constant"))}
 
@@ -383,7 +383,11 @@ def main():
       "width D, eps 1e-8 (the JAX SASRec's causal attention runs in query "
       f"blocks of {SPECS['SASRec']['model']['causal_block']}, skipping the "
       "hidden upper triangle: models/sasrec.py causal_block, exact); "
-      "BERT4Rec post-LN, tanh-GELU FF 4D, output "
+      "BERT4Rec post-LN, tanh-GELU FF 4D (the JAX BERT4Rec's attention "
+      "runs over the batch in "
+      f"blocks of {SPECS['BERT4Rec']['model']['row_block']} rows, each "
+      "recomputed in the backward pass: models/bert4rec.py row_block, the "
+      "same function), output "
       f"transform, shared table + bias, mask prob {MASK_PROB} with "
       f"{MASK_LAST_SHARE:.0%} of rows masking only the last item. Both drop "
       "the embeddings, both residual branches, the FF hidden layer and every "

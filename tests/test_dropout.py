@@ -143,3 +143,46 @@ def test_causal_blocks_equal_full_attention(block):
   np.testing.assert_allclose(got * seen, ref * seen, rtol=1e-6, atol=1e-6)
   with pytest.raises(ValueError, match="causal_block"):
     dropout.dot_product_attention(q, k[:, :5], v[:, :5], causal_block=2)
+
+
+@pytest.mark.parametrize("rows,causal_block", [(2, 0), (3, 0), (2, 4)])
+def test_row_blocks_equal_whole_batch_attention(rows, causal_block):
+  """Blocks of rows (the last one partial when rows does not divide B),
+  recomputed in the backward pass: the same outputs and gradients as the
+  whole batch at once without dropout, for a per-row mask and a bias
+  broadcast over the batch; with dropout, block i draws from
+  fold_in(key, i)."""
+  keys = jax.random.split(jax.random.key(4), 3)
+  q, k, v = [jax.random.normal(key, (7, 6, 2, 4)) for key in keys]
+  lengths = jnp.array([6, 5, 4, 3, 2, 6, 1])
+  valid = jnp.arange(6)[None, :] >= 6 - lengths[:, None]    # (B, L)
+  mask = nn.combine_masks(nn.make_causal_mask(valid),
+                          nn.make_attention_mask(jnp.ones_like(valid), valid))
+  bias = jax.random.normal(jax.random.key(9), (1, 2, 6, 6))
+
+  def attend(q, k, v, row_block, rate=0.0, key=jax.random.key(1)):
+    return dropout.dot_product_attention(
+        q, k, v, bias=bias, mask=mask, dropout_rng=key, dropout_rate=rate,
+        deterministic=rate == 0.0, broadcast_dropout=False,
+        causal_block=causal_block, row_block=row_block)
+
+  seen = np.asarray(mask).any(-1)[:, 0, :, None, None]      # (B, Lq, 1, 1)
+  np.testing.assert_allclose(attend(q, k, v, rows) * seen,
+                             attend(q, k, v, 0) * seen, rtol=1e-6, atol=1e-6)
+  grad = lambda rb: jax.jit(jax.grad(
+      lambda *a: jnp.sum(jnp.sin(attend(*a, rb)) * seen),
+      argnums=(0, 1, 2)))(q, k, v)
+  for got, want in zip(grad(rows), grad(0)):
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+  # With dropout: block i is the unblocked function on its rows with key
+  # fold_in(key, i).
+  key = jax.random.key(5)
+  got = np.asarray(attend(q, k, v, rows, 0.5, key))
+  for i, start in enumerate(range(0, 7, rows)):
+    part = slice(start, start + rows)
+    want = dropout.dot_product_attention(
+        q[part], k[part], v[part], bias=bias, mask=mask[part],
+        dropout_rng=jax.random.fold_in(key, i), dropout_rate=0.5,
+        broadcast_dropout=False, causal_block=causal_block)
+    np.testing.assert_allclose(got[part], want, rtol=1e-6, atol=1e-6)
+  assert not np.allclose(got * seen, attend(q, k, v, 0) * seen, atol=1e-3)

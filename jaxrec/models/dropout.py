@@ -85,7 +85,8 @@ def dot_product_attention(query, key, value, bias=None, mask=None,
                           broadcast_dropout: bool = True, dropout_rng=None,
                           dropout_rate: float = 0.0,
                           deterministic: bool = False, dtype=None,
-                          precision=None, causal_block: int = 0):
+                          precision=None, causal_block: int = 0,
+                          row_block: int = 0):
   """flax's nn.dot_product_attention with this module's dropout on the
   attention weights: an `attention_fn` for nn.MultiHeadDotProductAttention.
 
@@ -105,7 +106,21 @@ def dot_product_attention(query, key, value, bias=None, mask=None,
   dropout mask is drawn from fold_in(dropout_rng, i). A query whose every
   key is hidden (a padding position, which the models zero) averages the
   keys its block sees rather than all of them.
+
+  `row_block` > 0 sends the batch through in blocks of that many rows
+  (lax.map; a last partial block goes alone), each recomputed in the
+  backward pass (jax.checkpoint), so one block's (rows, H, Lq, Lk) logits,
+  weights and dropout mask stay in cache instead of several (B, H, Lq, Lk)
+  arrays making round trips through memory; the function is the same.
+  Block i's dropout mask is drawn from fold_in(dropout_rng, i).
   """
+  if row_block and row_block < query.shape[0]:
+    return _in_row_blocks(
+        row_block, dict(query=query, key=key, value=value, bias=bias,
+                        mask=mask), dropout_rng,
+        dict(broadcast_dropout=broadcast_dropout, dropout_rate=dropout_rate,
+             deterministic=deterministic, dtype=dtype, precision=precision,
+             causal_block=causal_block))
   if causal_block and causal_block < query.shape[1]:
     if key.shape[1] != query.shape[1] or mask is None:
       raise ValueError("causal_block needs self-attention with a mask")
@@ -142,6 +157,30 @@ def dot_product_attention(query, key, value, bias=None, mask=None,
   out = jnp.einsum("nqk,nkd->nqd", weights.reshape(b * h, lq, lk),
                    heads_first(value), precision=precision)
   return out.reshape(b, h, lq, dv).transpose(0, 2, 1, 3)
+
+
+def _in_row_blocks(rows: int, arrays: dict, dropout_rng, options: dict):
+  """dot_product_attention over `arrays` (query, key, value, bias, mask;
+  bias and mask may have batch 1 or be None) in blocks of `rows` rows."""
+  b = arrays["query"].shape[0]
+  n = b // rows
+  per_row = {k: x for k, x in arrays.items()
+             if x is not None and x.shape[0] == b}
+  shared = {k: x for k, x in arrays.items() if k not in per_row}
+
+  def attend(i, part):
+    rng = None if dropout_rng is None else jax.random.fold_in(dropout_rng, i)
+    return dot_product_attention(**part, **shared, dropout_rng=rng, **options)
+
+  blocked = jax.checkpoint(lambda args: attend(*args))
+  out = lax.map(blocked, (jnp.arange(n), {
+      k: x[:n * rows].reshape((n, rows) + x.shape[1:])
+      for k, x in per_row.items()}))
+  out = out.reshape((n * rows,) + out.shape[2:])
+  if n * rows == b:
+    return out
+  rest = attend(n, {k: x[n * rows:] for k, x in per_row.items()})
+  return jnp.concatenate([out, rest], axis=0)
 
 
 def _block_of(x, start: int, end: int):

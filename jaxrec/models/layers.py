@@ -91,7 +91,7 @@ def attention_mask(valid: jnp.ndarray, causal: bool,
   if segment is not None:
     mask = nn.combine_masks(
         mask, nn.make_attention_mask(segment, segment, jnp.equal))
-  return mask
+  return mask.astype(bool)
 
 
 class TransformerBlock(nn.Module):
@@ -119,6 +119,9 @@ class TransformerBlock(nn.Module):
     causal_block: > 0 when the mask is causal: attention in query blocks of
       this many rows that skip the hidden upper triangle (exact;
       `dropout.dot_product_attention`).
+    row_block: > 0: attention over the batch in blocks of this many rows,
+      each recomputed in the backward pass, so a block's (rows, H, L, L)
+      arrays stay in cache (same function; `dropout.dot_product_attention`).
   """
 
   num_heads: int
@@ -130,6 +133,7 @@ class TransformerBlock(nn.Module):
   ln_epsilon: float = 1e-6
   kernel_init: nn.initializers.Initializer = nn.initializers.xavier_uniform()
   causal_block: int = 0
+  row_block: int = 0
 
   @nn.compact
   def __call__(self, x: jnp.ndarray, mask: jnp.ndarray,
@@ -142,7 +146,8 @@ class TransformerBlock(nn.Module):
     attention = nn.MultiHeadDotProductAttention(
         num_heads=self.num_heads, dropout_rate=self.dropout,
         attention_fn=functools.partial(dot_product_attention,
-                                       causal_block=self.causal_block),
+                                       causal_block=self.causal_block,
+                                       row_block=self.row_block),
         broadcast_dropout=False,
         deterministic=not train, kernel_init=self.kernel_init,
         name="attention")
@@ -179,7 +184,8 @@ class TransformerBlock(nn.Module):
         split(dense("query")(normed)), split(dense("key")(x)),
         split(dense("value")(x)), mask=mask, broadcast_dropout=False,
         dropout_rng=rng, dropout_rate=self.dropout,
-        deterministic=not train, causal_block=self.causal_block)
+        deterministic=not train, causal_block=self.causal_block,
+        row_block=self.row_block)
     x = normed + attended.reshape(b, l, d)
     normed = nn.LayerNorm(self.ln_epsilon, name="ln_ffn")(x)
     ffn_in = nn.Dense(self.ff_dim, kernel_init=self.kernel_init,

@@ -51,6 +51,9 @@ class SASRec(nn.Module):
       50 was the fastest of 25-100 for the L = 200 training step on the
       2-core CPU (probe: 1.20-1.25x the single product); a no-op for
       L <= 50.
+    row_block: attention over the batch in blocks of this many rows, each
+      recomputed in the backward pass (0 = the whole batch at once; same
+      function: `layers.TransformerBlock`).
   """
 
   n_items: int
@@ -62,6 +65,7 @@ class SASRec(nn.Module):
   pre_ln: bool = True
   sasrec_code: bool = False
   causal_block: int = 50
+  row_block: int = 0
 
   def setup(self):
     init = nn.initializers.xavier_uniform()
@@ -72,7 +76,7 @@ class SASRec(nn.Module):
     self.blocks = [layers.TransformerBlock(
         num_heads=self.num_heads, ff_dim=self.dim, dropout=self.dropout,
         pre_ln=self.pre_ln, sasrec_code=self.sasrec_code,
-        causal_block=self.causal_block,
+        causal_block=self.causal_block, row_block=self.row_block,
         activation="relu", ln_epsilon=1e-8)
                    for _ in range(self.num_blocks)]
     self.final_ln = nn.LayerNorm(1e-8)
