@@ -165,11 +165,14 @@ def test_train_and_evaluate_end_to_end(tmp_path):
 
 
 @pytest.mark.parametrize("code", [False, True])
-def test_causal_blocks_change_no_score(code):
-  """causal_block only skips the hidden upper triangle: same hidden states
-  at every real position, and still causal."""
+@pytest.mark.parametrize("change", [dict(causal_block=3),
+                                    dict(causal_block=3, row_block=1)])
+def test_causal_and_row_blocks_change_no_score(code, change):
+  """causal_block only skips the hidden upper triangle, row_block only
+  splits the batch: same hidden states at every real position, and still
+  causal."""
   model, params = _model(sasrec_code=code)
-  blocked = model.clone(causal_block=3)
+  blocked = model.clone(**change)
   seq = jnp.array([[0, 0, 3, 7, 1, 9, 4, 2], [3, 7, 1, 9, 4, 2, 8, 5]])
   real = np.asarray(seq != 0)
   np.testing.assert_allclose(np.asarray(blocked.apply(params, seq))[real],
