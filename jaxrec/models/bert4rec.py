@@ -38,11 +38,10 @@ class BERT4Rec(nn.Module):
     dropout: rate on embeddings, attention and residual branches.
     row_block: attention over the batch in blocks of this many rows, each
       recomputed in the backward pass (0 = the whole batch at once; same
-      function: `layers.TransformerBlock`). On the 2-core CPU, 8 rows
-      trained 1.12x faster at L = 200, batch 256 (probe, 4 interleaved
-      rounds: 187 against 167 seq/s; 2 and 4 rows alike), where one
-      (B, H, L, L) array is 82 MB; no faster at the Beauty shape (L = 50).
-      scripts/bench_seq.py sets 8.
+      function: `layers.TransformerBlock`). It pays where one (B, H, L, L)
+      array outgrows the cache: scripts/bench_seq.py (L = 200, batch 256,
+      82 MB per array) sets 8 (results/bench_seq.md); uncommitted probes
+      found no gain at the Beauty shape (L = 50), so the configs keep 0.
   """
 
   n_items: int

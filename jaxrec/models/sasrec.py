@@ -53,9 +53,9 @@ class SASRec(nn.Module):
       L <= 50.
     row_block: attention over the batch in blocks of this many rows, each
       recomputed in the backward pass (0 = the whole batch at once; same
-      function: `layers.TransformerBlock`). Measured no faster for the
-      L = 200 training step (8-32 rows, probe): the causal query blocks
-      already keep its arrays small; BERT4Rec gains from it.
+      function: `layers.TransformerBlock`). Uncommitted probes found no
+      gain for the L = 200 training step: the causal query blocks already
+      keep its arrays small.
   """
 
   n_items: int
