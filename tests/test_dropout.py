@@ -186,3 +186,11 @@ def test_row_blocks_equal_whole_batch_attention(rows, causal_block):
         broadcast_dropout=False, causal_block=causal_block)
     np.testing.assert_allclose(got[part], want, rtol=1e-6, atol=1e-6)
   assert not np.allclose(got * seen, attend(q, k, v, 0) * seen, atol=1e-3)
+
+
+@pytest.mark.parametrize("option", ["causal_block", "row_block"])
+def test_negative_block_sizes_rejected_by_name(option):
+  q, k, v = _qkv(heads=1)
+  with pytest.raises(ValueError, match=f"{option} must be >= 0.*got -2"):
+    dropout.dot_product_attention(q, k, v, deterministic=True,
+                                  **{option: -2})

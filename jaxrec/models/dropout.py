@@ -113,7 +113,11 @@ def dot_product_attention(query, key, value, bias=None, mask=None,
   weights and dropout mask stay in cache instead of several (B, H, Lq, Lk)
   arrays making round trips through memory; the function is the same.
   Block i's dropout mask is drawn from fold_in(dropout_rng, i).
+  Raises ValueError for a negative causal_block or row_block.
   """
+  for name, size in (("causal_block", causal_block), ("row_block", row_block)):
+    if size < 0:
+      raise ValueError(f"{name} must be >= 0 (0 = off), got {size}")
   if row_block and row_block < query.shape[0]:
     return _in_row_blocks(
         row_block, dict(query=query, key=key, value=value, bias=bias,
