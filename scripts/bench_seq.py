@@ -76,12 +76,13 @@ def _batches(name, steps, batch, seed=0):
       mask_last_share=MASK_LAST_SHARE, budget=budget)
 
 
-def jax_runner(name, batch, steps):
+def jax_runner(name, batch, steps, **model_options):
   """(run, sequences per call, params): `steps` training steps per dispatch
-  of the production model, compiled and checked finite."""
+  of the production model (SPECS[name]'s, with `model_options` replacing
+  its entries), compiled and checked finite."""
   spec = SPECS[name]
-  model = sequential.build_model(ml_collections.ConfigDict(spec["model"]),
-                                 N_ITEMS)
+  model = sequential.build_model(
+      ml_collections.ConfigDict({**spec["model"], **model_options}), N_ITEMS)
   tx = sequential.build_optimizer(ml_collections.ConfigDict(spec["optim"]),
                                   total_steps=1)
   params = model.init(jax.random.key(0), jnp.ones((1, MAX_LEN), jnp.int32))[
