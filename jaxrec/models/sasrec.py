@@ -48,14 +48,13 @@ class SASRec(nn.Module):
       raw keys, no attention output projection.
     causal_block: query-block size of the causal attention (0 = one
       (L, L) product); exact, it only skips the hidden upper triangle.
-      50 was the fastest of 25-100 for the L = 200 training step on the
-      2-core CPU (probe: 1.20-1.25x the single product); a no-op for
-      L <= 50.
+      At L = 200 the single product ran at 0.84x the speed of blocks of
+      50 (results/bench_seq_ablation.md); a no-op for L <= 50.
     row_block: attention over the batch in blocks of this many rows, each
       recomputed in the backward pass (0 = the whole batch at once; same
-      function: `layers.TransformerBlock`). Uncommitted probes found no
-      gain for the L = 200 training step: the causal query blocks already
-      keep its arrays small.
+      function: `layers.TransformerBlock`). At L = 200, with causal
+      blocks of 50, rows in blocks of 8 ran at 0.88x the speed of the
+      whole batch (results/bench_seq_ablation.md).
   """
 
   n_items: int
