@@ -123,14 +123,15 @@ def test_causal_blocks_equal_full_attention(block):
   seen = np.asarray(mask).any(-1)[:, 0, :, None, None]      # (B, Lq, 1, 1)
   np.testing.assert_allclose(attend(q, k, v, block) * seen,
                              attend(q, k, v, 0) * seen, rtol=1e-6, atol=1e-6)
-  grad = lambda cb: jax.grad(
+  grad = lambda cb: jax.jit(jax.grad(
       lambda *a: jnp.sum(jnp.sin(attend(*a, cb)) * seen),
-      argnums=(0, 1, 2))(q, k, v)
+      argnums=(0, 1, 2)))(q, k, v)
   for got, want in zip(grad(block), grad(0)):
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
   # With dropout: output row 2 takes nothing from keys/values after it.
-  gk, gv = jax.grad(lambda k, v: attend(q, k, v, block, 0.5)[:, 2].sum(),
-                    argnums=(0, 1))(k, v)
+  gk, gv = jax.jit(jax.grad(
+      lambda k, v: attend(q, k, v, block, 0.5)[:, 2].sum(),
+      argnums=(0, 1)))(k, v)
   assert (np.asarray(gk)[:, 3:] == 0).all()
   assert (np.asarray(gv)[:, 3:] == 0).all()
   assert np.abs(np.asarray(gv)[:, :3]).sum() > 0      # (some weights kept)
