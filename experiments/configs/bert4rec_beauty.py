@@ -57,6 +57,14 @@ both, in a third session: 2,183 s against 807 s, 2.71x; 0.3313 / 0.2037 /
   ... --name=seq_beauty_refit_seeds \
       '--only=^(BERT4Rec-lr=1e-3,refit-35-epochs|SASRec-code,refit-180-epochs)-seed[12]$'
 
+SASRec 'code,200-epochs,refit' seeds 1 and 2, each with its own phase 1
+(both chose 200 epochs on validation; seed 0 chose 180): 0.3020 / 0.1800 /
+0.1609 over the two (results/seq_beauty_sasrec_refit_seeds.md), about
+2,200 s each on the 2-core AMD EPYC; with seed 0, 3 seeds 0.3020 / 0.1794
+/ 0.1602 (results/seq_beauty_sasrec_refit_pooled.md, scripts/pool_seeds.py).
+  ... --name=seq_beauty_sasrec_refit_seeds \
+      '--only=^SASRec-code,200-epochs,refit-seed[12]$'
+
 On the 2-core AVX-512/AMX Xeon with XLA's defaults a BERT4Rec epoch takes
 about 41 s (0.26 s a step, 0.21 s of it the softmax over all items), SASRec
 (released-code layout, 'code,200-epochs', 3 seeds) about 2.8 s: 0.2702 /
