@@ -72,8 +72,7 @@ def test_attention_without_dropout_equals_flax(heads):
   """Causal and per-row padding masks and an additive bias, as flax."""
   q, k, v = _qkv(heads=heads)
   valid = jnp.array([[1, 1, 1, 1, 1, 1], [0, 0, 1, 1, 1, 1]], bool)
-  mask = nn.combine_masks(nn.make_causal_mask(valid),
-                          nn.make_attention_mask(jnp.ones_like(valid), valid))
+  mask = _padded_causal_mask(valid)
   bias = jax.random.normal(jax.random.key(9), (2, heads, 6, 6))
   wide_v = jnp.concatenate([v, 2 * v], axis=-1)      # values deeper than keys
   for value in (v, wide_v):
@@ -101,6 +100,29 @@ def test_attention_dropout_drops_weights(broadcast):
   assert np.std(out) > 0.05  # dropout did something
 
 
+def _padded_causal_mask(valid):
+  """(B, 1, L, L) bool: causal, and no query sees a padding key."""
+  return nn.combine_masks(nn.make_causal_mask(valid),
+                          nn.make_attention_mask(jnp.ones_like(valid), valid))
+
+
+def _assert_same_outputs_and_grads(attend, size, mask, q, k, v):
+  """attend(q, k, v, size) equals attend(q, k, v, 0), values and gradients,
+  at the queries that see some key. Returns that (B, Lq, 1, 1) selector.
+
+  Rows whose every key is hidden (padding queries, which the models zero)
+  average whatever keys they see, so they are left out."""
+  seen = np.asarray(mask).any(-1)[:, 0, :, None, None]
+  np.testing.assert_allclose(attend(q, k, v, size) * seen,
+                             attend(q, k, v, 0) * seen, rtol=1e-6, atol=1e-6)
+  grad = lambda n: jax.jit(jax.grad(
+      lambda *a: jnp.sum(jnp.sin(attend(*a, n)) * seen),
+      argnums=(0, 1, 2)))(q, k, v)
+  for got, want in zip(grad(size), grad(0)):
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+  return seen
+
+
 @pytest.mark.parametrize("block", [1, 4, 5])
 def test_causal_blocks_equal_full_attention(block):
   """Query blocks against their keys so far: the same outputs and
@@ -108,8 +130,7 @@ def test_causal_blocks_equal_full_attention(block):
   still no gradient from any later position."""
   q, k, v = _qkv(heads=3)
   valid = jnp.array([[1, 1, 1, 1, 1, 1], [0, 0, 1, 1, 1, 1]], bool)
-  mask = nn.combine_masks(nn.make_causal_mask(valid),
-                          nn.make_attention_mask(jnp.ones_like(valid), valid))
+  mask = _padded_causal_mask(valid)
   bias = jax.random.normal(jax.random.key(9), (2, 3, 6, 6))
 
   def attend(q, k, v, causal_block, rate=0.0):
@@ -118,16 +139,7 @@ def test_causal_blocks_equal_full_attention(block):
         dropout_rate=rate, deterministic=rate == 0.0,
         broadcast_dropout=False, causal_block=causal_block)
 
-  # Rows whose every key is hidden (padding queries, which the models
-  # zero) average whatever keys they see: compared on the other rows.
-  seen = np.asarray(mask).any(-1)[:, 0, :, None, None]      # (B, Lq, 1, 1)
-  np.testing.assert_allclose(attend(q, k, v, block) * seen,
-                             attend(q, k, v, 0) * seen, rtol=1e-6, atol=1e-6)
-  grad = lambda cb: jax.jit(jax.grad(
-      lambda *a: jnp.sum(jnp.sin(attend(*a, cb)) * seen),
-      argnums=(0, 1, 2)))(q, k, v)
-  for got, want in zip(grad(block), grad(0)):
-    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+  seen = _assert_same_outputs_and_grads(attend, block, mask, q, k, v)
   # With dropout: output row 2 takes nothing from keys/values after it.
   gk, gv = jax.jit(jax.grad(
       lambda k, v: attend(q, k, v, block, 0.5)[:, 2].sum(),
@@ -157,8 +169,7 @@ def test_row_blocks_equal_whole_batch_attention(rows, causal_block):
   q, k, v = [jax.random.normal(key, (7, 6, 2, 4)) for key in keys]
   lengths = jnp.array([6, 5, 4, 3, 2, 6, 1])
   valid = jnp.arange(6)[None, :] >= 6 - lengths[:, None]    # (B, L)
-  mask = nn.combine_masks(nn.make_causal_mask(valid),
-                          nn.make_attention_mask(jnp.ones_like(valid), valid))
+  mask = _padded_causal_mask(valid)
   bias = jax.random.normal(jax.random.key(9), (1, 2, 6, 6))
 
   def attend(q, k, v, row_block, rate=0.0, key=jax.random.key(1)):
@@ -167,14 +178,7 @@ def test_row_blocks_equal_whole_batch_attention(rows, causal_block):
         deterministic=rate == 0.0, broadcast_dropout=False,
         causal_block=causal_block, row_block=row_block)
 
-  seen = np.asarray(mask).any(-1)[:, 0, :, None, None]      # (B, Lq, 1, 1)
-  np.testing.assert_allclose(attend(q, k, v, rows) * seen,
-                             attend(q, k, v, 0) * seen, rtol=1e-6, atol=1e-6)
-  grad = lambda rb: jax.jit(jax.grad(
-      lambda *a: jnp.sum(jnp.sin(attend(*a, rb)) * seen),
-      argnums=(0, 1, 2)))(q, k, v)
-  for got, want in zip(grad(rows), grad(0)):
-    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+  seen = _assert_same_outputs_and_grads(attend, rows, mask, q, k, v)
   # With dropout: block i is the unblocked function on its rows with key
   # fold_in(key, i).
   key = jax.random.key(5)

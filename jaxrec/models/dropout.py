@@ -183,7 +183,7 @@ def _in_row_blocks(rows: int, arrays: dict, dropout_rng, options: dict):
   out = out.reshape((n * rows,) + out.shape[2:])
   if n * rows == b:
     return out
-  rest = attend(n, {k: x[n * rows:] for k, x in per_row.items()})
+  rest = blocked((n, {k: x[n * rows:] for k, x in per_row.items()}))
   return jnp.concatenate([out, rest], axis=0)
 
 
