@@ -19,7 +19,6 @@ results/bench_dropout.*.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import math
 import os
@@ -103,15 +102,8 @@ def paired(per_round, name, base):
 
 
 def main():
-  parser = argparse.ArgumentParser()
-  parser.add_argument("--out", default="results")
-  parser.add_argument("--name", default="bench_dropout")
-  parser.add_argument("--steps", type=int, default=4,
-                      help="training steps per dispatch (lax.scan)")
-  parser.add_argument("--rounds", type=int, default=5)
-  parser.add_argument("--repeats", type=int, default=3)
-  parser.add_argument("--quick", action="store_true",
-                      help="smoke mode: small shapes, one round of one call")
+  parser = bench_seq.variant_parser(
+      "bench_dropout", "smoke mode: small shapes, one round of one call")
   args = parser.parse_args()
   rounds, repeats = (1, 1) if args.quick else (args.rounds, args.repeats)
   load0 = os.getloadavg()[0]

@@ -288,6 +288,21 @@ def games_epoch_seconds(repeats):
   return timing.median_seconds(epoch, repeats, warmup=1), steps
 
 
+def variant_parser(name: str, quick_help: str) -> argparse.ArgumentParser:
+  """The flags of the scripts that race variants of these steps in turns
+  (bench_seq_ablation, bench_dropout): --out, --name, --steps (per
+  dispatch, default 4), --rounds, --repeats and --quick."""
+  parser = argparse.ArgumentParser()
+  parser.add_argument("--out", default="results")
+  parser.add_argument("--name", default=name)
+  parser.add_argument("--steps", type=int, default=4,
+                      help="training steps per dispatch (lax.scan)")
+  parser.add_argument("--rounds", type=int, default=5)
+  parser.add_argument("--repeats", type=int, default=3)
+  parser.add_argument("--quick", action="store_true", help=quick_help)
+  return parser
+
+
 def main():
   parser = argparse.ArgumentParser()
   parser.add_argument("--out", default="results")

@@ -13,7 +13,6 @@ a paired ratio.  Writes results/bench_seq_ablation.*.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 
@@ -39,15 +38,8 @@ def label(options: dict) -> str:
 
 
 def main():
-  parser = argparse.ArgumentParser()
-  parser.add_argument("--out", default="results")
-  parser.add_argument("--name", default="bench_seq_ablation")
-  parser.add_argument("--steps", type=int, default=4,
-                      help="steps per dispatch (lax.scan)")
-  parser.add_argument("--rounds", type=int, default=5)
-  parser.add_argument("--repeats", type=int, default=3)
-  parser.add_argument("--quick", action="store_true",
-                      help="smoke mode: batch 8, one round of one repeat")
+  parser = bench_seq.variant_parser(
+      "bench_seq_ablation", "smoke mode: batch 8, one round of one repeat")
   args = parser.parse_args()
   rounds, repeats = (1, 1) if args.quick else (args.rounds, args.repeats)
   load0 = os.getloadavg()[0]
