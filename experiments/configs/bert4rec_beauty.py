@@ -65,6 +65,13 @@ SASRec 'code,200-epochs,refit' seeds 1 and 2, each with its own phase 1
   ... --name=seq_beauty_sasrec_refit_seeds \
       '--only=^SASRec-code,200-epochs,refit-seed[12]$'
 
+BERT4Rec 'lr=1e-3,epochs=40,refit' seed 1 run whole (its own phase 1 chose
+40 epochs, the last evaluation): 0.3295 / 0.2045 / 0.1854, full ranking
+0.0477 / 0.0261, about 99 minutes both phases on the 2-core AMD EPYC
+(results/seq_beauty_refit_own_e.md). Seed 2 is still to run.
+  ... --name=seq_beauty_refit_own_e \
+      '--only=^BERT4Rec-lr=1e-3,epochs=40,refit-seed1$'
+
 On the 2-core AVX-512/AMX Xeon with XLA's defaults a BERT4Rec epoch takes
 about 41 s (0.26 s a step, 0.21 s of it the softmax over all items), SASRec
 (released-code layout, 'code,200-epochs', 3 seeds) about 2.8 s: 0.2702 /
