@@ -219,6 +219,16 @@ def command_line(argv: list[str] | None = None, module: str | None = None,
                            for w in ["python", *program, *argv[1:]]])
 
 
+def measured_row(model: str, variant: str, protocol: str, dataset: str,
+                 **metrics: float) -> dict:
+  """A table row of single measurements (a benchmark's), each metric
+  stored as mean = the value, std = 0."""
+  return {"model": model, "variant": variant, "protocol": protocol,
+          "dataset": dataset,
+          "metrics": {k: {"mean": float(v), "std": 0.0}
+                      for k, v in metrics.items()}}
+
+
 def write(name: str, rows: list[dict], command: str, out_dir: str | Path,
           notes: str = "") -> tuple[Path, Path]:
   """Writes `<out_dir>/<name>.json` and `.md`; returns both paths."""

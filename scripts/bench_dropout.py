@@ -116,7 +116,7 @@ def main():
     ratio = paired(per, label, f"rbg16 {part}")
     notes.append(f"{label}: " + ", ".join(f"{1e3 / r:.1f}" for r in rates))
     print(f"{label}: {ms:.1f} ms, speed vs rbg16 {ratio:.2f}x", flush=True)
-    rows.append(_row(f"dropout.apply {part}", gen, "mask",
+    rows.append(results.measured_row(f"dropout.apply {part}", gen, "mask",
                      f"{shape}, rate 0.1",
                      ms_per_call=ms, speed_vs_rbg16=ratio))
   for model in ("SASRec", "BERT4Rec"):
@@ -128,7 +128,7 @@ def main():
       notes.append(f"{model} {gen}: " + ", ".join(f"{r:.0f}" for r in rates))
       print(f"{model} {gen}: {np.median(rates):.0f} seq/s, vs rbg16 "
             f"{ratio:.2f}x", flush=True)
-      rows.append(_row(model, gen, "train-step",
+      rows.append(results.measured_row(model, gen, "train-step",
                        f"bench_seq shapes, batch {batch}",
                        seqs_per_s=np.median(rates), speed_vs_rbg16=ratio))
   load = os.getloadavg()
@@ -146,13 +146,6 @@ def main():
   paths = results.write(args.name, rows, results.command_line(), args.out,
                         text)
   print(paths[1].read_text())
-
-
-def _row(model, variant, protocol, dataset, **metrics):
-  return {"model": model, "variant": variant, "protocol": protocol,
-          "dataset": dataset,
-          "metrics": {k: {"mean": float(v), "std": 0.0}
-                      for k, v in metrics.items()}}
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 
 import jax
 import numpy as np
@@ -25,7 +24,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import bench_seq  # noqa: E402
-from jaxrec import results  # noqa: E402
+from jaxrec import results, timing  # noqa: E402
 from jaxrec.models import dropout  # noqa: E402
 
 
@@ -55,19 +54,12 @@ def main():
   rows = []
   for name, spec in bench_seq.SPECS.items():
     run, n, _ = bench_seq.jax_runner(name, spec["batch"], args.steps)
-    times = []
-    for _ in range(args.repeats):
-      start = time.perf_counter()
-      run()
-      times.append(time.perf_counter() - start)
-    rate = n / float(np.median(times))
+    # jax_runner has compiled and run the step once already.
+    rate = n / timing.median_seconds(run, args.repeats, warmup=0)
     print(f"{name}: {rate:.0f} seq/s", flush=True)
-    rows.append({"model": name, "variant": device.device_kind,
-                 "protocol": "train-step",
-                 "dataset": "bench_seq shapes",
-                 "metrics": {"seqs_per_s": {"mean": rate, "std": 0.0},
-                             "masks_equal_cpu": {"mean": float(same),
-                                                 "std": 0.0}}})
+    rows.append(results.measured_row(
+        name, device.device_kind, "train-step", "bench_seq shapes",
+        seqs_per_s=rate, masks_equal_cpu=float(same)))
   notes = (f"Backend {jax.default_backend()}, device {device.device_kind}, "
            f"jax {jax.__version__}. bench_seq.jax_runner at bench_seq's "
            f"shapes, {args.steps} steps per dispatch, median of "

@@ -114,13 +114,16 @@ def main():
   groups = collections.Counter()
   for name, ns in per_op.items():
     groups[classify(name, info.get(name, ("", ""))[1])] += ns
-  rows = [_row(args.model, f"{p} {k}", "group", ns / 1e6, ns / total)
-          for (p, k), ns in groups.most_common()]
+  def row(variant, protocol, ns):
+    return results.measured_row(args.model, variant, protocol,
+                                "bench_seq shapes",
+                                thread_ms_per_step=ns / 1e6, share=ns / total)
+
+  rows = [row(f"{p} {k}", "group", ns) for (p, k), ns in groups.most_common()]
   for name, ns in sorted(per_op.items(), key=lambda kv: -kv[1])[:args.top]:
     shape, op_name = info.get(name, ("?", "?"))
     short = op_name.split("closed_call/", 1)[-1]
-    rows.append(_row(args.model, f"{name} {shape} {short}", "op", ns / 1e6,
-                     ns / total))
+    rows.append(row(f"{name} {shape} {short}", "op", ns))
   notes = (
       f"bench_seq.jax_runner('{args.model}') at bench_seq's shapes, "
       f"{args.steps} steps per dispatch, {args.calls} traced calls after "
@@ -135,13 +138,6 @@ def main():
   paths = results.write(args.name or f"profile_{args.model.lower()}_step",
                         rows, results.command_line(), args.out, notes)
   print(paths[1].read_text())
-
-
-def _row(model, variant, protocol, ms, share):
-  return {"model": model, "variant": variant, "protocol": protocol,
-          "dataset": "bench_seq shapes",
-          "metrics": {"thread_ms_per_step": {"mean": float(ms), "std": 0.0},
-                      "share": {"mean": float(share), "std": 0.0}}}
 
 
 if __name__ == "__main__":

@@ -217,3 +217,14 @@ def test_pool_equals_the_statistics_of_all_seeds_together():
   assert set(pooled["metrics"]) == {"HR@10"}      # MRR: not in every row
   assert pooled["seeds"] == 7 and pooled["variant"] == "pooled"
   assert pooled["epochs"] == 3.0 and "train_seconds" not in pooled
+
+
+def test_measured_row_renders_its_values_as_single_measurements():
+  row = results.measured_row("SASRec", "hash", "train-step", "shapes",
+                             seqs_per_s=493.0, ratio=1.16)
+  assert row["metrics"] == {"seqs_per_s": {"mean": 493.0, "std": 0.0},
+                            "ratio": {"mean": 1.16, "std": 0.0}}
+  header = {"name": "t", "command": "c", "date": "d", "commit": "x",
+            "machine": "m"}
+  table = results.to_markdown(header, [row])
+  assert "| SASRec | hash | train-step | 493 | 1.1600 |" in table
