@@ -50,6 +50,14 @@ def interleaved_rates(calls: dict[str, tuple[Callable[[], object], float]],
   return out
 
 
+def paired_ratio(per_round: dict[str, list[float]], name: str,
+                 base: str) -> float:
+  """Median over rounds of name's rate / base's rate in the same round,
+  from `interleaved_rates`' output: the pairing cancels the CPU's drift."""
+  return float(np.median([a / b for a, b in zip(per_round[name],
+                                                per_round[base])]))
+
+
 def matmul_peak_flops(n: int = 2048, repeats: int = 5) -> float:
   """Measured float32 FLOP/s of a jitted n x n x n matmul on JAX's default
   device (median of `repeats` after a warm-up): the peak that benchmarks

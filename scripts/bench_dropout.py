@@ -96,11 +96,6 @@ def step_runners(model, steps, batch):
   return runners
 
 
-def paired(per_round, name, base):
-  return float(np.median([a / b for a, b in zip(per_round[name],
-                                                per_round[base])]))
-
-
 def main():
   parser = bench_seq.variant_parser(
       "bench_dropout", "smoke mode: small shapes, one round of one call")
@@ -113,7 +108,7 @@ def main():
   for label, rates in per.items():
     gen, part = label.split(" ")
     ms = 1e3 / np.median(rates)
-    ratio = paired(per, label, f"rbg16 {part}")
+    ratio = timing.paired_ratio(per, label, f"rbg16 {part}")
     notes.append(f"{label}: " + ", ".join(f"{1e3 / r:.1f}" for r in rates))
     print(f"{label}: {ms:.1f} ms, speed vs rbg16 {ratio:.2f}x", flush=True)
     rows.append(results.measured_row(f"dropout.apply {part}", gen, "mask",
@@ -124,7 +119,7 @@ def main():
     per = timing.interleaved_rates(step_runners(model, args.steps, batch),
                                    rounds, repeats)
     for gen, rates in per.items():
-      ratio = paired(per, gen, "rbg16")
+      ratio = timing.paired_ratio(per, gen, "rbg16")
       notes.append(f"{model} {gen}: " + ", ".join(f"{r:.0f}" for r in rates))
       print(f"{model} {gen}: {np.median(rates):.0f} seq/s, vs rbg16 "
             f"{ratio:.2f}x", flush=True)
