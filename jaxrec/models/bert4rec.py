@@ -22,7 +22,7 @@ from __future__ import annotations
 import flax.linen as nn
 import jax.numpy as jnp
 
-from jaxrec.models import layers
+from jaxrec.models import layers, matmul
 from jaxrec.models.dropout import Dropout
 
 
@@ -69,7 +69,8 @@ class BERT4Rec(nn.Module):
         pre_ln=False, activation="gelu", ln_epsilon=1e-12, kernel_init=init,
         row_block=self.row_block)
                    for _ in range(self.num_blocks)]
-    self.transform = nn.Dense(self.dim, kernel_init=init)
+    self.transform = nn.Dense(self.dim, kernel_init=init,
+                              dot_general=matmul.flat_dot_general)
     self.transform_ln = nn.LayerNorm(1e-12)
     self.output_bias = self.param("output_bias", nn.initializers.zeros,
                                   (self.n_items + 2,))

@@ -13,6 +13,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxrec.models import matmul
 from jaxrec.models.dropout import Dropout, dot_product_attention
 
 
@@ -150,11 +151,10 @@ class TransformerBlock(nn.Module):
                                        row_block=self.row_block),
         broadcast_dropout=False,
         deterministic=not train, kernel_init=self.kernel_init,
-        name="attention")
-    ffn_in = nn.Dense(self.ff_dim, kernel_init=self.kernel_init,
-                      name="ffn_in")
-    ffn_out = nn.Dense(x.shape[-1], kernel_init=self.kernel_init,
-                       name="ffn_out")
+        qkv_dot_general=matmul.flat_dot_general,
+        out_dot_general=matmul.flat_dot_general, name="attention")
+    ffn_in = self._dense(self.ff_dim, "ffn_in")
+    ffn_out = self._dense(x.shape[-1], "ffn_out")
     ln_attention = nn.LayerNorm(self.ln_epsilon, name="ln_attention")
     ln_ffn = nn.LayerNorm(self.ln_epsilon, name="ln_ffn")
 
@@ -170,13 +170,18 @@ class TransformerBlock(nn.Module):
     x = ln_attention(x + drop(attend(x)))
     return ln_ffn(x + drop(feed_forward(x)))
 
+  def _dense(self, width: int, name: str) -> nn.Dense:
+    """A Dense layer whose matmul is one 2-D product (`matmul`)."""
+    return nn.Dense(width, kernel_init=self.kernel_init, name=name,
+                    dot_general=matmul.flat_dot_general)
+
   def _sasrec_code(self, x, mask, train, act, drop):
     """SASRec's released-code block (see the class docstring)."""
     if not self.pre_ln:
       raise ValueError("sasrec_code=True needs pre_ln=True")
     b, l, d = x.shape
     h = self.num_heads
-    dense = lambda name: nn.Dense(d, kernel_init=self.kernel_init, name=name)
+    dense = lambda name: self._dense(d, name)
     split = lambda t: t.reshape(b, l, h, d // h)             # (B, L, H, Dh)
     normed = nn.LayerNorm(self.ln_epsilon, name="ln_attention")(x)
     rng = None if not train or not self.dropout else self.make_rng("dropout")
@@ -188,9 +193,8 @@ class TransformerBlock(nn.Module):
         row_block=self.row_block)
     x = normed + attended.reshape(b, l, d)
     normed = nn.LayerNorm(self.ln_epsilon, name="ln_ffn")(x)
-    ffn_in = nn.Dense(self.ff_dim, kernel_init=self.kernel_init,
-                      name="ffn_in")
-    ffn_out = nn.Dense(d, kernel_init=self.kernel_init, name="ffn_out")
+    ffn_in = self._dense(self.ff_dim, "ffn_in")
+    ffn_out = self._dense(d, "ffn_out")
     return normed + drop(ffn_out(drop(act(ffn_in(normed)))))
 
 

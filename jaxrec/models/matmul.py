@@ -1,0 +1,51 @@
+"""Dense layers whose matmul is one 2-D product.
+
+A Dense layer on (B, L, D) inputs is lax.dot_general contracting D. Its
+gradient with respect to the kernel then contracts the two leading axes,
+(B, L, D) x (B, L, E) -> (D, E), and XLA's CPU backend runs that form
+much slower than the same product of the flattened (B * L, D) and
+(B * L, E) arrays: such weight gradients were the largest single ops of a
+SASRec step (results/profile_sasrec_step.md). Flattening the leading axes
+before the product gives autodiff the 2-D form; the result is the same up
+to float rounding order. scripts/bench_flat_matmul.py times both forms,
+alone and in the SASRec and BERT4Rec steps (results/bench_flat_matmul.md).
+"""
+
+from __future__ import annotations
+
+import math
+
+from jax import lax
+
+
+def flat_dot_general(lhs, rhs, dimension_numbers, precision=None,
+                     preferred_element_type=None):
+  """lax.dot_general, run as one 2-D matmul when it is a Dense layer's.
+
+  A Dense layer's form: no batch axes, lhs's trailing k axes contract with
+  rhs's leading k axes in order, e.g. (B, L, D) x (D, E) or flax's
+  attention projections (B, L, D) x (D, H, Dh) and (B, L, H, Dh) x
+  (H, Dh, D). Then lhs becomes (prod(leading), K), rhs (K, prod(rest)),
+  and the (prod(leading), prod(rest)) product is reshaped back to
+  leading + rest, lax.dot_general's output shape. Any other form goes to
+  lax.dot_general unchanged. Same signature as lax.dot_general, so it is
+  the `dot_general` of nn.Dense / nn.DenseGeneral and the
+  `qkv_dot_general` / `out_dot_general` of nn.MultiHeadDotProductAttention.
+  """
+  (lhs_contract, rhs_contract), (lhs_batch, rhs_batch) = dimension_numbers
+  k = len(lhs_contract)
+  trailing = tuple(range(lhs.ndim - k, lhs.ndim))
+  dense_form = (not lhs_batch and not rhs_batch and k > 0
+                and tuple(lhs_contract) == trailing
+                and tuple(rhs_contract) == tuple(range(k)))
+  if not dense_form:
+    return lax.dot_general(lhs, rhs, dimension_numbers, precision=precision,
+                           preferred_element_type=preferred_element_type)
+  leading, rest = lhs.shape[:lhs.ndim - k], rhs.shape[k:]
+  inner = math.prod(lhs.shape[lhs.ndim - k:])
+  out = lax.dot_general(
+      lhs.reshape(math.prod(leading), inner),
+      rhs.reshape(inner, math.prod(rest)), (((1,), (0,)), ((), ())),
+      precision=precision, preferred_element_type=preferred_element_type)
+  return out.reshape(leading + rest)
+
