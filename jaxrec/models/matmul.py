@@ -7,8 +7,8 @@ much slower than the same product of the flattened (B * L, D) and
 (B * L, E) arrays: such weight gradients were the largest single ops of a
 SASRec step (results/profile_sasrec_step.md). Flattening the leading axes
 before the product gives autodiff the 2-D form; the result is the same up
-to float rounding order. scripts/bench_flat_matmul.py times both forms,
-alone and in the SASRec and BERT4Rec steps (results/bench_flat_matmul.md).
+to float rounding order. scripts/bench_seq_forms.py times both forms,
+alone and in the SASRec and BERT4Rec steps (results/bench_seq_forms.md).
 """
 
 from __future__ import annotations
