@@ -110,30 +110,6 @@ def test_attention_without_dropout_equals_flax(heads):
     np.testing.assert_allclose(ours, ref, rtol=1e-6, atol=1e-6)
 
 
-def test_mask_logits_hides_exactly():
-  """Hidden logits get weight exactly 0 and gradient exactly 0, as a select
-  would give them; a row with every key hidden averages its keys."""
-  logits = jax.random.normal(jax.random.key(0), (2, 1, 4, 4)) * 30
-  mask = jnp.array([[1, 0, 1, 1], [0, 0, 0, 0], [1, 1, 1, 0],
-                    [0, 1, 0, 0]], bool)[None, None]
-  cot = jax.random.normal(jax.random.key(1), logits.shape)
-  soft = lambda f: lambda x: jnp.sum(jax.nn.softmax(f(x)) * cot)
-  ours = lambda x: dropout.mask_logits(x, mask)
-  select = lambda x: jnp.where(mask, x, jnp.finfo(x.dtype).min)
-  weights = np.asarray(jax.nn.softmax(ours(logits)))
-  visible = np.broadcast_to(np.asarray(mask), weights.shape)
-  rows_seen = visible.any(-1)
-  assert (weights[~visible & rows_seen[..., None]] == 0).all()
-  np.testing.assert_allclose(weights[:, :, 1], 0.25)          # all hidden
-  np.testing.assert_allclose(weights, jax.nn.softmax(select(logits)),
-                             rtol=1e-6, atol=1e-7)
-  grad = np.asarray(jax.grad(soft(ours))(logits))
-  assert (grad[~visible & rows_seen[..., None]] == 0).all()
-  np.testing.assert_allclose(grad[:, :, [0, 2, 3]],
-                             jax.grad(soft(select))(logits)[:, :, [0, 2, 3]],
-                             rtol=1e-5, atol=1e-6)
-
-
 @pytest.mark.parametrize("broadcast", [True, False])
 def test_attention_dropout_drops_weights(broadcast):
   """With all-ones values, each output is the sum of its row's kept,

@@ -118,12 +118,6 @@ def dot_product_attention(query, key, value, bias=None, mask=None,
   `broadcast_dropout` (flax's default) one (Lq, Lk) mask serves every row and
   head, else each weight is dropped independently.  `mask` (B|1, 1|H, Lq,
   Lk) bool hides a key where False; `bias` is added to the logits.
-  The mask is applied as an added bias of the dtype's most negative value
-  rather than a select, so its gradient is the identity and the backward
-  pass needs no second select over the (B, H, Lq, Lk) logits
-  (results/bench_seq_forms.md). A hidden key's weight is exactly zero
-  either way, and so is the gradient reaching it (softmax's gradient is
-  proportional to the weight), unless every key of the query is hidden.
 
   The products run as (B * H)-batched 3-d matmuls with heads moved next to
   the batch: XLA's CPU dot is several times slower on flax's 4-d
@@ -182,7 +176,7 @@ def dot_product_attention(query, key, value, bias=None, mask=None,
   if bias is not None:
     logits = logits + bias
   if mask is not None:
-    logits = mask_logits(logits, mask)
+    logits = jnp.where(mask, logits, jnp.finfo(logits.dtype).min)
   weights = jax.nn.softmax(logits).astype(dtype)        # (B, H, Lq, Lk)
   if not deterministic and dropout_rate > 0.0:
     shape = ((1,) * (weights.ndim - 2) + weights.shape[-2:]
@@ -191,14 +185,6 @@ def dot_product_attention(query, key, value, bias=None, mask=None,
   out = jnp.einsum("nqk,nkd->nqd", weights.reshape(b * h, lq, lk),
                    heads_first(value), precision=precision)
   return out.reshape(b, h, lq, dv).transpose(0, 2, 1, 3)
-
-
-def mask_logits(logits: jax.Array, mask: jax.Array) -> jax.Array:
-  """logits plus the dtype's most negative value where `mask` (broadcast to
-  logits' shape) is False: an added bias, whose gradient is the identity,
-  so the backward pass needs no select over the logits."""
-  return logits + jnp.where(mask, jnp.zeros((), logits.dtype),
-                            jnp.finfo(logits.dtype).min)
 
 
 def _in_row_blocks(rows: int, arrays: dict, dropout_rng, options: dict):
