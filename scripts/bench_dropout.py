@@ -20,6 +20,7 @@ results/bench_dropout.*.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import os
 import sys
@@ -87,15 +88,6 @@ def mask_runners(shape, rate=0.1):
   return runners
 
 
-def step_runners(model, steps, batch):
-  runners = {}
-  for name in GENERATORS:
-    with generator(name):
-      run, n, _ = bench_seq.jax_runner(model, batch, steps)
-    runners[name] = (run, n)
-  return runners
-
-
 def main():
   parser = bench_seq.variant_parser(
       "bench_dropout", "smoke mode: small shapes, one round of one call")
@@ -114,18 +106,10 @@ def main():
     rows.append(results.measured_row(f"dropout.apply {part}", gen, "mask",
                      f"{shape}, rate 0.1",
                      ms_per_call=ms, speed_vs_rbg16=ratio))
-  for model in ("SASRec", "BERT4Rec"):
-    batch = 8 if args.quick else bench_seq.SPECS[model]["batch"]
-    per = timing.interleaved_rates(step_runners(model, args.steps, batch),
-                                   rounds, repeats)
-    for gen, rates in per.items():
-      ratio = timing.paired_ratio(per, gen, "rbg16")
-      notes.append(f"{model} {gen}: " + ", ".join(f"{r:.0f}" for r in rates))
-      print(f"{model} {gen}: {np.median(rates):.0f} seq/s, vs rbg16 "
-            f"{ratio:.2f}x", flush=True)
-      rows.append(results.measured_row(model, gen, "train-step",
-                       f"bench_seq shapes, batch {batch}",
-                       seqs_per_s=np.median(rates), speed_vs_rbg16=ratio))
+  step_rows, step_notes = bench_seq.race_step_variants(
+      {name: functools.partial(generator, name) for name in GENERATORS},
+      "rbg16", args)
+  rows, notes = rows + step_rows, notes + step_notes
   load = os.getloadavg()
   text = (
       f"Contenders take turns in {rounds} rounds of {repeats} timed calls "

@@ -290,8 +290,8 @@ def games_epoch_seconds(repeats):
 
 def variant_parser(name: str, quick_help: str) -> argparse.ArgumentParser:
   """The flags of the scripts that race variants of these steps in turns
-  (bench_seq_ablation, bench_dropout): --out, --name, --steps (per
-  dispatch, default 4), --rounds, --repeats and --quick."""
+  (bench_seq_ablation, bench_dropout, bench_seq_forms): --out, --name,
+  --steps (per dispatch, default 4), --rounds, --repeats and --quick."""
   parser = argparse.ArgumentParser()
   parser.add_argument("--out", default="results")
   parser.add_argument("--name", default=name)
@@ -301,6 +301,32 @@ def variant_parser(name: str, quick_help: str) -> argparse.ArgumentParser:
   parser.add_argument("--repeats", type=int, default=3)
   parser.add_argument("--quick", action="store_true", help=quick_help)
   return parser
+
+
+def race_step_variants(contexts: dict, reference: str, args) -> tuple:
+  """Races the SASRec and BERT4Rec steps (jax_runner) compiled once per
+  entry of `contexts` (name -> a factory of the context manager in which
+  that contender is traced), taking turns (timing.interleaved_rates) for
+  variant_parser's `args`. Returns (rows, per-round notes), each rate paired
+  within its round against `reference` (speed_vs_<reference>)."""
+  rounds, repeats = (1, 1) if args.quick else (args.rounds, args.repeats)
+  rows, notes = [], []
+  for model in ("SASRec", "BERT4Rec"):
+    batch = 8 if args.quick else SPECS[model]["batch"]
+    runners = {}
+    for name, context in contexts.items():
+      with context():
+        runners[name] = jax_runner(model, batch, args.steps)[:2]
+    per = timing.interleaved_rates(runners, rounds, repeats)
+    for name, rates in per.items():
+      ratio = timing.paired_ratio(per, name, reference)
+      notes.append(f"{model} {name}: " + ", ".join(f"{r:.0f}" for r in rates))
+      print(f"{model} {name}: {np.median(rates):.0f} seq/s, vs {reference} "
+            f"{ratio:.2f}x", flush=True)
+      rows.append(results.measured_row(
+          model, name, "train-step", f"bench_seq shapes, batch {batch}",
+          seqs_per_s=np.median(rates), **{f"speed_vs_{reference}": ratio}))
+  return rows, notes
 
 
 def main():

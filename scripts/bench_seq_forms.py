@@ -22,6 +22,7 @@ results/bench_seq_forms.md.)
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 from unittest import mock
@@ -59,17 +60,6 @@ def dense_runners(shape):
   return runners
 
 
-def step_runners(model, steps, batch):
-  """name -> (run, sequences per call) of the production step, traced with
-  the contender as matmul.flat_dot_general."""
-  runners = {}
-  for name, dot in CONTENDERS.items():
-    with mock.patch.object(matmul, "flat_dot_general", dot):
-      run, n, _ = bench_seq.jax_runner(model, batch, steps)
-    runners[name] = (run, n)
-  return runners
-
-
 def main():
   parser = bench_seq.variant_parser(
       "bench_seq_forms", "smoke mode: small shapes, one round of one call")
@@ -90,18 +80,11 @@ def main():
       rows.append(results.measured_row(
           "Dense fwd+grad", name, "layer", f"{model} block, {shape}",
           ms_per_call=ms, speed_vs_dot3d=ratio))
-  for model in ("SASRec", "BERT4Rec"):
-    batch = 8 if args.quick else bench_seq.SPECS[model]["batch"]
-    per = timing.interleaved_rates(step_runners(model, args.steps, batch),
-                                   rounds, repeats)
-    for name, rates in per.items():
-      ratio = timing.paired_ratio(per, name, "dot3d")
-      notes.append(f"{model} {name}: " + ", ".join(f"{r:.0f}" for r in rates))
-      print(f"{model} {name}: {np.median(rates):.0f} seq/s, vs dot3d "
-            f"{ratio:.2f}x", flush=True)
-      rows.append(results.measured_row(
-          model, name, "train-step", f"bench_seq shapes, batch {batch}",
-          seqs_per_s=np.median(rates), speed_vs_dot3d=ratio))
+  step_rows, step_notes = bench_seq.race_step_variants(
+      {name: functools.partial(mock.patch.object, matmul, "flat_dot_general",
+                               dot) for name, dot in CONTENDERS.items()},
+      "dot3d", args)
+  rows, notes = rows + step_rows, notes + step_notes
   load = os.getloadavg()
   text = (
       f"Contenders take turns in {rounds} rounds of {repeats} timed calls "
