@@ -7,11 +7,11 @@ much slower than the same product of the flattened (B * L, D) and
 (B * L, E) arrays: such weight gradients were the largest single ops of a
 SASRec step (results/profile_sasrec_step.md). Flattening the leading axes
 before the product gives autodiff the 2-D form; the result is the same up
-to float rounding order. On a 2-core AVX-512 Xeon (scripts/
-bench_seq_forms.py, results/bench_seq_forms.md) a Dense layer's forward
+to float rounding order. On a 2-core AVX-512 Xeon a Dense layer's forward
 and gradient ran 1.57x (128 x 200 rows, 50 -> 50) and 2.34x (256 x 200
 rows, 64 -> 256) as fast, and bench_seq's SASRec and BERT4Rec training
-steps 1.12x and 1.10x.
+steps 1.12x and 1.10x (scripts/bench_seq_forms.py,
+results/bench_seq_forms.md).
 """
 
 from __future__ import annotations
@@ -51,4 +51,3 @@ def flat_dot_general(lhs, rhs, dimension_numbers, precision=None,
       rhs.reshape(inner, math.prod(rest)), (((1,), (0,)), ((), ())),
       precision=precision, preferred_element_type=preferred_element_type)
   return out.reshape(leading + rest)
-
