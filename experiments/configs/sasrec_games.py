@@ -25,6 +25,10 @@ Released-code layout (results/seq_games_code.md, 3 seeds, BCE, on a
   200 epochs ('code,200-epochs'):  0.7387, 0.5350  (362 s a run)
   300 epochs ('code,300-epochs'):  0.7396, 0.5363  (537 s a run)
   ... --name=seq_games_code '--only=^SASRec-code'
+Stopped by validation (patience 8 checks, cap 500; best epochs 200-265,
+524-598 s a run; results/seq_games_patience.md, at 8893ef9):
+  HR@10 0.7405, NDCG@10 0.5371 (paper 0.7410 / 0.5360)
+  ... --name=seq_games_patience '--only=^SASRec-code,patience-8-seed[012]$'
 Refit (results/seq_games_refit.md, 3 seeds): the 200-epoch runs, then a
 fresh model trained for the best epoch count on each sequence up to and
 including its validation item (not the paper's training data), test read
