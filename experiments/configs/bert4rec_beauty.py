@@ -184,6 +184,12 @@ def get_sweep():
       # The block layout of SASRec's released code (models/sasrec.py
       # sasrec_code), all 200 epochs (best validation epoch, no early stop).
       *[code_row("code,200-epochs", seed) for seed in (0, 1, 2)],
+      # Those runs chose 180-200 epochs on validation, at the cap: stopped by
+      # validation instead (8 checks, 40 epochs, without gain; cap 500), as
+      # on Games (sasrec_games.py 'code,patience-8').
+      *[code_row("code,patience-8", seed,
+                 **{"eval.patience": 8, "train.epochs": 500})
+        for seed in (0, 1, 2)],
       # The same, then a refit on each sequence up to its validation item
       # (sequential.train_and_evaluate), as the BERT4Rec rows above.
       *[code_row("code,200-epochs,refit", seed, **{"train.refit": True})
