@@ -8,7 +8,9 @@ The sweeps were run one factor range at a time (results/ncf_ml1m.md: 8 and
 16; ncf_ml1m_factors32.md; ncf_ml1m_factors64.md), and NeuMF-pre fine-tuned
 with Adam as the authors' README does in ncf_ml1m_adam_finetune.md, and
 8 and 16 factors with a 60-epoch cap in ncf_ml1m_epochs60.md, and
-refit on train + validation in ncf_ml1m_refit.md; their
+refit on train + validation in ncf_ml1m_refit.md, and MLP-3 and
+NeuMF-pre with the released code's MLP embedding widths in
+ncf_ml1m_code_embed.md; their
 headers name the commands, commits and dates.  This script trains nothing:
 it copies the rows, so every figure traces back to one of those files.
 """
@@ -32,7 +34,9 @@ SOURCES = {"ncf_ml1m": ("factors=8", "factors=16"),
            "ncf_ml1m_epochs60": ("factors=8,epochs=60",
                                  "factors=16,epochs=60"),
            "ncf_ml1m_refit": ("factors=8,refit", "factors=16,refit",
-                              "factors=32,refit")}
+                              "factors=32,refit"),
+           "ncf_ml1m_code_embed": ("factors=8,code-embed",
+                                   "factors=16,code-embed")}
 MODELS = ("GMF", "MLP-3", "NeuMF", "NeuMF-pre")
 METRICS = ("HR@10", "NDCG@10", "MRR")
 TOLERANCE = 0.01            # the issue's "within 0.01 of the paper"
