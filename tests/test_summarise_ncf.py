@@ -35,13 +35,17 @@ def test_collect_keeps_each_files_own_factors_in_order(tmp_path):
                _row("MLP-3", 8, 0.67, suffix=",epochs=60"),
                _row("MLP-3", 32, 0.5, suffix=",epochs=60")],  # not this
            "ncf_ml1m_refit": [_row("NeuMF", 8, 0.68, suffix=",refit"),
-                              _row("NeuMF", 8, 0.5)]}  # not this file's
+                              _row("NeuMF", 8, 0.5)],  # not this file's
+           "ncf_ml1m_code_embed": [
+               _row("GMF", 16, 0.5),                 # not this file's
+               _row("MLP-3", 16, 0.67, suffix=",code-embed")]}
   for name, rows in files.items():
     (tmp_path / f"{name}.json").write_text(json.dumps({"rows": rows}))
   rows = summarise.collect(tmp_path)
   assert [(r["model"], r["variant"]) for r in rows] == [
       ("GMF", "factors=8"), ("GMF", "factors=32"), ("GMF", "factors=64"),
-      ("MLP-3", "factors=8,epochs=60"), ("NeuMF", "factors=8,refit"),
+      ("MLP-3", "factors=8,epochs=60"), ("MLP-3", "factors=16,code-embed"),
+      ("NeuMF", "factors=8,refit"),
       ("NeuMF", "factors=16"),
       ("NeuMF-pre", "factors=8,adam-finetune"),
       ("NeuMF-pre", "factors=16,adam-finetune"),
