@@ -68,7 +68,11 @@ SASRec 'code,200-epochs,refit' seeds 1 and 2, each with its own phase 1
 BERT4Rec 'lr=1e-3,epochs=40,refit' seed 1 run whole (its own phase 1 chose
 40 epochs, the last evaluation): 0.3295 / 0.2045 / 0.1854, full ranking
 0.0477 / 0.0261, about 99 minutes both phases on the 2-core AMD EPYC
-(results/seq_beauty_refit_own_e.md). Seed 2 is still to run.
+(results/seq_beauty_refit_own_e.md). Seed 2 run whole (its phase 1
+also chose 40): 0.3291 / 0.2030 / 0.1835, 3,278 s both phases on the
+2-core AVX-512 Xeon (results/seq_beauty_refit_own_e2.md); seeds 0-2 each
+with its own phase 1, pooled: 0.3274 / 0.2019 / 0.1828
+(results/seq_beauty_refit_own_e_pooled.md).
   ... --name=seq_beauty_refit_own_e \
       '--only=^BERT4Rec-lr=1e-3,epochs=40,refit-seed1$'
 
