@@ -35,6 +35,12 @@ SGD at lr 0.001 barely moves the pretrained NeuMF (validation NDCG@10 spans
 0.0008-0.0042 over the evaluated epochs of each 64-factor seed), so
 NeuMF-pre is close to the ensemble of its GMF and MLP-3 and inherits their
 shortfall against the paper.
+With SGD at 0.005, the largest rate of the paper's grid ('8,sgd-lr=5e-3'
+rows; results/ncf_ml1m_sgd_lr.md, 3 seeds, about 8 min a seed with its
+GMF and MLP-3): .6651/.3897 against .6658/.3895 at 0.001, so the rate is
+not what holds NeuMF-pre back.
+  ... --name=ncf_ml1m_sgd_lr \
+      --only='^((GMF|MLP-3)-factors=8|NeuMF-pre-factors=8(,sgd-lr=5e-3)?)-seed[012]$'
 Fine-tuned with Adam at lr 0.001 instead, as the authors' README runs it
 ('<F>,adam-finetune' rows; results/ncf_ml1m_adam_finetune.md, 3 seeds):
 8 factors .6765/.4008 (SGD .6658/.3895; paper .684/.403), 16 factors
