@@ -10,7 +10,7 @@ RngBitGenerator with ThreeFry, 16 bits per element) and 'bernoulli'
 
 Part 1: dropout.apply at rate 0.1 on one BERT4Rec attention-weight array
 (256, 2, 200, 200), forward alone and forward + gradient, jitted.
-Part 2: bench_seq's SASRec and BERT4Rec training steps (bench_seq.jax_runner,
+Part 2: bench_seq's SASRec and BERT4Rec training steps (seq_steps.jax_runner,
 the production models at bench_seq's shapes) compiled once per generator.
 Within a part the contenders take turns (timing.interleaved_rates); every
 ratio is paired within a round against 'rbg16'.  Writes
@@ -33,7 +33,7 @@ from jax import lax
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import bench_seq  # noqa: E402
+import seq_steps  # noqa: E402
 from jaxrec import results, timing, xla_flags  # noqa: E402
 from jaxrec.models import dropout  # noqa: E402
 
@@ -89,10 +89,10 @@ def mask_runners(shape, rate=0.1):
 
 
 def main():
-  parser = bench_seq.variant_parser(
+  parser = seq_steps.variant_parser(
       "bench_dropout", "smoke mode: small shapes, one round of one call")
   args = parser.parse_args()
-  rounds, repeats = (1, 1) if args.quick else (args.rounds, args.repeats)
+  rounds, repeats = seq_steps.rounds_and_repeats(args)
   load0 = os.getloadavg()[0]
   rows, notes = [], []
   shape = (8, 2, 20, 20) if args.quick else (256, 2, 200, 200)
@@ -106,7 +106,7 @@ def main():
     rows.append(results.measured_row(f"dropout.apply {part}", gen, "mask",
                      f"{shape}, rate 0.1",
                      ms_per_call=ms, speed_vs_rbg16=ratio))
-  step_rows, step_notes = bench_seq.race_step_variants(
+  step_rows, step_notes = seq_steps.race_step_variants(
       {name: functools.partial(generator, name) for name in GENERATORS},
       "rbg16", args)
   rows, notes = rows + step_rows, notes + step_notes
@@ -115,7 +115,7 @@ def main():
       f"Contenders take turns in {rounds} rounds of {repeats} timed calls "
       "after compilation (timing.interleaved_rates); a figure is the median "
       "over rounds; speed_vs_rbg16 is the median over rounds of the round's "
-      "rate / rbg16's rate in that round (paired). Steps: bench_seq.jax_runner "
+      "rate / rbg16's rate in that round (paired). Steps: seq_steps.jax_runner "
       f"with {args.steps} steps per dispatch, the model's dropout masks from "
       "the named generator (SASRec rate 0.2, BERT4Rec 0.1, on embeddings, "
       "residual branches, the feed-forward hidden layer and every attention "

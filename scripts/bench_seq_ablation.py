@@ -21,7 +21,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import bench_seq  # noqa: E402
+import seq_steps  # noqa: E402
 from jaxrec import results, timing, xla_flags  # noqa: E402
 
 # model -> variants; the first is bench_seq's own setting, the baseline.
@@ -38,16 +38,16 @@ def label(options: dict) -> str:
 
 
 def main():
-  parser = bench_seq.variant_parser(
+  parser = seq_steps.variant_parser(
       "bench_seq_ablation", "smoke mode: batch 8, one round of one repeat")
   args = parser.parse_args()
-  rounds, repeats = (1, 1) if args.quick else (args.rounds, args.repeats)
+  rounds, repeats = seq_steps.rounds_and_repeats(args)
   load0 = os.getloadavg()[0]
   rows, round_notes = [], []
   for name, variants in VARIANTS.items():
-    spec = bench_seq.SPECS[name]
+    spec = seq_steps.SPECS[name]
     batch = 8 if args.quick else spec["batch"]
-    runners = {label(v): bench_seq.jax_runner(name, batch, args.steps, **v)[:2]
+    runners = {label(v): seq_steps.jax_runner(name, batch, args.steps, **v)[:2]
                for v in variants}
     per_round = timing.interleaved_rates(runners, rounds, repeats)
     base = per_round[label(variants[0])]
@@ -59,14 +59,14 @@ def main():
       m = spec["model"]
       rows.append({
           "model": name, "variant": variant, "protocol": "train-step",
-          "dataset": f"random full rows, {bench_seq.N_ITEMS} items",
+          "dataset": f"random full rows, {seq_steps.N_ITEMS} items",
           "metrics": {k: {"mean": float(v), "std": 0.0} for k, v in {
               "seqs_per_s": np.median(rates),
               "ratio_vs_first": np.median(ratios),
               "batch": batch, "max_len": m["max_len"]}.items()}})
   load = os.getloadavg()
   notes = (
-      f"bench_seq.jax_runner with SPECS' model options replaced as in the "
+      f"seq_steps.jax_runner with SPECS' model options replaced as in the "
       f"variant column; {args.steps} steps per dispatch. Per model the "
       f"variants take turns in {rounds} rounds of {repeats} timed calls "
       "(timing.interleaved_rates); seqs_per_s is the median over rounds of "

@@ -11,7 +11,7 @@ once).
 Part 1: one Dense layer, forward + gradient with respect to input and
 kernel, at the blocks' shapes in bench_seq (SASRec 128 x 200 rows, 50 ->
 50; BERT4Rec 256 x 200 rows, 64 -> 256).
-Part 2: bench_seq's SASRec and BERT4Rec training steps (bench_seq.jax_runner,
+Part 2: bench_seq's SASRec and BERT4Rec training steps (seq_steps.jax_runner,
 the production models at bench_seq's shapes) compiled once per contender.
 Within a part the contenders take turns (timing.interleaved_rates); every
 ratio is paired within a round against 'dot3d'.  Writes
@@ -35,7 +35,7 @@ from jax import lax
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import bench_seq  # noqa: E402
+import seq_steps  # noqa: E402
 from jaxrec import results, timing, xla_flags  # noqa: E402
 from jaxrec.models import matmul  # noqa: E402
 
@@ -61,10 +61,10 @@ def dense_runners(shape):
 
 
 def main():
-  parser = bench_seq.variant_parser(
+  parser = seq_steps.variant_parser(
       "bench_seq_forms", "smoke mode: small shapes, one round of one call")
   args = parser.parse_args()
-  rounds, repeats = (1, 1) if args.quick else (args.rounds, args.repeats)
+  rounds, repeats = seq_steps.rounds_and_repeats(args)
   load0 = os.getloadavg()[0]
   rows, notes = [], []
   for model, shape in DENSE_SHAPES.items():
@@ -80,7 +80,7 @@ def main():
       rows.append(results.measured_row(
           "Dense fwd+grad", name, "layer", f"{model} block, {shape}",
           ms_per_call=ms, speed_vs_dot3d=ratio))
-  step_rows, step_notes = bench_seq.race_step_variants(
+  step_rows, step_notes = seq_steps.race_step_variants(
       {name: functools.partial(mock.patch.object, matmul, "flat_dot_general",
                                dot) for name, dot in CONTENDERS.items()},
       "dot3d", args)
@@ -92,7 +92,7 @@ def main():
       "over rounds; speed_vs_dot3d is the median over rounds of the round's "
       "rate / dot3d's rate in that round (paired). Dense rows: one jitted "
       "call of the gradient of sum(tanh(x @ w)) with respect to x and w; "
-      "shape = (B, L, D, E). Steps: bench_seq.jax_runner with "
+      "shape = (B, L, D, E). Steps: seq_steps.jax_runner with "
       f"{args.steps} steps per dispatch; every Dense layer of the blocks "
       "(attention query, key, value and output projections, feed-forward) "
       "and BERT4Rec's output transform use the contender. Per round (ms per "

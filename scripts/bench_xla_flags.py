@@ -91,14 +91,14 @@ def beauty_runner(steps: int = 4):
 def child(repeats: int) -> dict[str, float]:
   """{workload: examples (NCF) or sequences (seq) per second}."""
   import bench_ncf
-  import bench_seq
+  import seq_steps
   out = {}
   for name in WORKLOADS:
     if name == "BERT4Rec-Beauty":
       run, work = beauty_runner()
-    elif name in bench_seq.SPECS:
-      run, work, _ = bench_seq.jax_runner(
-          name, bench_seq.SPECS[name]["batch"], 4)
+    elif name in seq_steps.SPECS:
+      run, work, _ = seq_steps.jax_runner(
+          name, seq_steps.SPECS[name]["batch"], 4)
     else:
       run, work = bench_ncf.jax_runner(name, 64, 256, 256)
     out[name] = work / timing.median_seconds(run, repeats, warmup=0)

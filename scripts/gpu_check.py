@@ -23,7 +23,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import bench_seq  # noqa: E402
+import seq_steps  # noqa: E402
 from jaxrec import results, timing  # noqa: E402
 from jaxrec.models import dropout  # noqa: E402
 
@@ -52,8 +52,8 @@ def main():
   print(f"device {device.device_kind}; masks equal the CPU's: {same}",
         flush=True)
   rows = []
-  for name, spec in bench_seq.SPECS.items():
-    run, n, _ = bench_seq.jax_runner(name, spec["batch"], args.steps)
+  for name, spec in seq_steps.SPECS.items():
+    run, n, _ = seq_steps.jax_runner(name, spec["batch"], args.steps)
     # jax_runner has compiled and run the step once already.
     rate = n / timing.median_seconds(run, args.repeats, warmup=0)
     print(f"{name}: {rate:.0f} seq/s", flush=True)
@@ -61,7 +61,7 @@ def main():
         name, device.device_kind, "train-step", "bench_seq shapes",
         seqs_per_s=rate, masks_equal_cpu=float(same)))
   notes = (f"Backend {jax.default_backend()}, device {device.device_kind}, "
-           f"jax {jax.__version__}. bench_seq.jax_runner at bench_seq's "
+           f"jax {jax.__version__}. seq_steps.jax_runner at bench_seq's "
            f"shapes, {args.steps} steps per dispatch, median of "
            f"{args.repeats} calls after the compiling call; "
            "masks_equal_cpu = 1 when dropout.keep_mask on a (64, 2, 200, "

@@ -3,7 +3,7 @@
   pip install -e '.[bench]'
   python scripts/profile_seq_step.py --model SASRec
 
-Runs bench_seq.jax_runner's step (the production model at bench_seq's
+Runs seq_steps.jax_runner's step (the production model at bench_seq's
 shapes, `--steps` steps per dispatch) under jax.profiler.trace after
 warm-up, reads the trace's per-op events (XLA's CPU runtime records one
 per executed thunk, on whichever pool thread ran it) and the optimised HLO
@@ -35,7 +35,7 @@ import jax  # noqa: E402
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import bench_seq  # noqa: E402
+import seq_steps  # noqa: E402
 from jaxrec import results  # noqa: E402
 
 _HLO_LINE = re.compile(r"\s*(?:ROOT )?%?([\w.\-]+) = (\S+) ")
@@ -73,7 +73,7 @@ def classify(name: str, op_name: str) -> tuple[str, str]:
 
 def profile(model: str, steps: int, calls: int) -> tuple[dict, float]:
   """(op name -> thread ns per step, wall seconds per step)."""
-  run, _, _ = bench_seq.jax_runner(model, bench_seq.SPECS[model]["batch"],
+  run, _, _ = seq_steps.jax_runner(model, seq_steps.SPECS[model]["batch"],
                                    steps)
   run()
   trace_dir = tempfile.mkdtemp(prefix="jaxrec_trace_")
@@ -98,7 +98,7 @@ def profile(model: str, steps: int, calls: int) -> tuple[dict, float]:
 
 def main():
   parser = argparse.ArgumentParser()
-  parser.add_argument("--model", default="SASRec", choices=bench_seq.SPECS)
+  parser.add_argument("--model", default="SASRec", choices=seq_steps.SPECS)
   parser.add_argument("--steps", type=int, default=4)
   parser.add_argument("--calls", type=int, default=3,
                       help="traced calls after the warm-up")
@@ -125,7 +125,7 @@ def main():
     short = op_name.split("closed_call/", 1)[-1]
     rows.append(row(f"{name} {shape} {short}", "op", ns))
   notes = (
-      f"bench_seq.jax_runner('{args.model}') at bench_seq's shapes, "
+      f"seq_steps.jax_runner('{args.model}') at bench_seq's shapes, "
       f"{args.steps} steps per dispatch, {args.calls} traced calls after "
       f"warm-up. Wall time per step while traced: {wall * 1e3:.1f} ms; "
       f"summed thread time of the executed ops: {total / 1e6:.1f} ms per "

@@ -6,8 +6,6 @@ import os
 import subprocess
 import sys
 
-import pytest
-
 from jaxrec import xla_flags
 
 
@@ -23,17 +21,17 @@ def test_installed_xla_accepts_the_candidate_flag():
 
 
 def test_bench_child_runs_the_benchmarks_runners(monkeypatch):
-  """The child process of scripts/bench_xla_flags.py drives bench_seq's
-  and bench_ncf's runners (small shapes here): it must keep up with them."""
-  import sys
+  """The child process of scripts/bench_xla_flags.py drives seq_steps'
+  and bench_ncf's JAX runners (small shapes here; neither needs torch): it
+  must keep up with them."""
   from pathlib import Path
-  pytest.importorskip("torch")  # bench_seq's PyTorch side (bench extra)
-  sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-  import bench_seq
+  monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1]
+                                  / "scripts"))
   import bench_xla_flags
+  import seq_steps
   monkeypatch.setattr(bench_xla_flags, "WORKLOADS",
                       ("SASRec", "GMF", "BERT4Rec-Beauty"))
-  monkeypatch.setitem(bench_seq.SPECS["SASRec"], "batch", 2)
+  monkeypatch.setitem(seq_steps.SPECS["SASRec"], "batch", 2)
   rates = bench_xla_flags.child(repeats=1)
   assert set(rates) == {"SASRec", "GMF", "BERT4Rec-Beauty"}
   assert all(r > 0 for r in rates.values())
