@@ -85,7 +85,7 @@ def measure(index, queries, k, n_single, repeats):
 
 def bench(name, items, queries, args, rows, hnsw=True):
   """Rows for one data set: exact, IVF per nprobe, HNSW per efSearch."""
-  n, k = len(items), args.k
+  k = args.k
   def row(variant, labels, exact, batched, single, build_s, base):
     recall = retrieval.recall_at_k(labels, exact)
     rows.append({

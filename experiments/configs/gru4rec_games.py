@@ -29,8 +29,6 @@ HR@10 0.6952, NDCG@10 0.5163; full ranking 0.1018 / 0.0562.
 Paper (SASRec Table 3, Games): GRU4Rec+ HR@10 0.6599, NDCG@10 0.4759.
 """
 
-from ml_collections import ConfigDict
-
 from experiments.configs.session_yoochoose import BPR_MAX
 from experiments.configs.session_yoochoose import get_config as _session
 

@@ -8,7 +8,6 @@ fitted on the training rows only.
 from __future__ import annotations
 
 import dataclasses
-import os
 from pathlib import Path
 
 import numpy as np
