@@ -102,17 +102,25 @@ def _ranking_job(config, split: splits.Split, sets: dict, protocol: str,
     return _evaluate(score, params, sets, roles, protocol, config,
                      full=final or config.eval.valid_full)
 
-  init = None
-  pretrained = config.model.get("pretrained")
-  if pretrained and pretrained.gmf:
-    def init(state):
-      logging.info("NeuMF initialised from %s and %s", pretrained.gmf,
-                   pretrained.mlp)
-      return setup.init_from_pretrained(state, pretrained, train.n_users,
-                                        train.n_items)
   return trainer.Job(template=template, loss_fn=loss,
                      epoch_batches=epoch_batches, evaluate=run_eval,
-                     select=config.eval.select, roles=roles, init=init)
+                     select=config.eval.select, roles=roles,
+                     init=_pretrained_init(config.model.get("pretrained"),
+                                           train))
+
+
+def _pretrained_init(pretrained, train):
+  """The Job's init for NeuMF from pretrained GMF and MLP checkpoints
+  (`model.pretrained`), or None when the config names none."""
+  if not (pretrained and pretrained.gmf):
+    return None
+
+  def init(state):
+    logging.info("NeuMF initialised from %s and %s", pretrained.gmf,
+                 pretrained.mlp)
+    return setup.init_from_pretrained(state, pretrained, train.n_users,
+                                      train.n_items)
+  return init
 
 
 def train_and_evaluate(config, workdir: str | Path) -> dict:
