@@ -30,6 +30,12 @@ minutes a run): dimension 64, 3 seeds, 0.7200 / 0.4459, full ranking
 0.0978 / 0.0491; dimension 128, 3 seeds, 0.7203 / 0.4463, full ranking
 0.0976 / 0.0496.  Both beat our NeuMF-pre-64 (0.7081 / 0.4309,
 results/mf_vs_neumf_ml1m.md) but not the NCF paper's HR@10 0.730.
+Every dimension-64 run had peaked at its 128th epoch, so the
+'sgd,dim=64,epochs=320' rows raise the cap (results/mf_ncf_ml1m_sgd320.md:
+... --name=mf_ncf_ml1m_sgd320 '--only=sgd,dim=64,epochs=320-seed[012]$';
+30-34 minutes of training a run, three at once on 2 cores): best epochs 172, 132
+and 132, then stopped by patience; 0.7207 / 0.4458, full ranking
+0.0974 / 0.0488: no gain, the cap was not binding.
 Paper (Rendle et al. Table 1, ML-1M): MF HR@10 0.7294, NDCG@10 0.4523;
 the target is to beat our NeuMF-64 (NCF paper: 0.730 / 0.447).
 """
