@@ -39,7 +39,7 @@ def test_rounds_and_repeats(quick, expected):
 
 def test_race_pairs_each_contender_against_the_reference(monkeypatch):
   active, traced = [], []
-  seconds = {"fast": 0.004, "slow": 0.008}
+  seconds = {"fast": 0.01, "slow": 0.02}
 
   def context(name):
     @contextlib.contextmanager
