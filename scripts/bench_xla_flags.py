@@ -3,7 +3,7 @@ against YNNPACK fusions off (jaxrec/xla_flags.py YNN_OFF) and against
 glibc's malloc asking for transparent huge pages
 (GLIBC_TUNABLES=glibc.malloc.hugetlb=1), same machine, same run.
 
-  pip install -e '.[bench]'
+  pip install -e .   # no torch needed: the JAX steps only
   python scripts/bench_xla_flags.py
 
 XLA reads its flags once, when JAX's backend starts, and glibc its

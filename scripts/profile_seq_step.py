@@ -1,6 +1,6 @@
 """Where bench_seq's JAX training step spends its time, op by op.
 
-  pip install -e '.[bench]'
+  pip install -e .   # no torch needed: the JAX steps only
   python scripts/profile_seq_step.py --model SASRec
 
 Runs seq_steps.jax_runner's step (the production model at bench_seq's
