@@ -36,9 +36,10 @@ Every dimension-64 run had peaked at its 128th epoch, so the
 30-34 minutes of training a run, three at once on 2 cores): best epochs 172, 132
 and 132, then stopped by patience; 0.7207 / 0.4458, full ranking
 0.0974 / 0.0488: no gain, the cap was not binding.
-Their own rate at their largest dimension, 'sgd,dim=192,rate=2e-3' (not
-yet run for 3 seeds; seed 0's probe, in get_sweep, read 0.7252 / 0.4463
-after 148 epochs, about 10-17 s an epoch):
+Their own rate at their largest dimension, 'sgd,dim=192,rate=2e-3'
+(results/mf_ncf_ml1m_sgd192.md, 3 seeds, best epochs 132-152, 50-61
+minutes of training a run, two at once on 2 cores): 0.7215 / 0.4452, full
+ranking 0.0992 / 0.0507: no gain over dimension 64.
   ... --name=mf_ncf_ml1m_sgd192 '--only=sgd,dim=192,rate=2e-3-seed[012]$'
 Paper (Rendle et al. Table 1, ML-1M): MF HR@10 0.7294, NDCG@10 0.4523;
 the target is to beat our NeuMF-64 (NCF paper: 0.730 / 0.447).
@@ -101,7 +102,7 @@ def get_sweep():
                  overrides={**row["overrides"], "train.epochs": 320})
             for row in sgd if row["variant"] == "sgd,dim=64"]
   # Their own rate, 0.002 per example, at their largest dimension, 192.
-  # Probes (seed 0, cap 320, not results files): dimension 64 at 0.002 peaked
+  # Probes (seed 0, cap 320, at aa6716a): dimension 64 at 0.002 peaked
   # at epoch 228 with test 0.7195 / 0.4457 (at 0.004, seed 0: 0.7212 /
   # 0.4464), so the rate alone is not the gap; dimension 192 at 0.002 peaked
   # at epoch 148 with test 0.7252 / 0.4463, full ranking 0.1010 / 0.0516
