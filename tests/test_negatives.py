@@ -33,6 +33,37 @@ def test_uniform_never_returns_a_positive_and_is_uniform_over_the_rest():
   assert np.allclose(counts[free], expected, rtol=0.25)
 
 
+def test_sample_any_is_uniform_over_every_item_positives_included():
+  rng = np.random.default_rng(0)
+  pos, mask = _positives(rng)
+  users = np.full(120_000, 1)      # user 1 has every item but item 7
+  got = negatives.sample_any(users, pos.n_items, np.random.default_rng(3))
+  assert got.dtype == np.int32 and got.shape == users.shape
+  counts = np.bincount(got, minlength=31)
+  assert counts[0] == 0            # never the padding id
+  assert np.allclose(counts[1:], users.size / 30, rtol=0.05)
+  assert mask[users, got].mean() > 0.9   # positives come back as negatives
+
+
+def test_sampler_modes_and_a_misnamed_mode():
+  from jaxrec.data.interactions import Interactions
+  from jaxrec.train import loop, tasks
+  rng = np.random.default_rng(0)
+  pos, mask = _positives(rng)
+  users, items = np.nonzero(mask)
+  train = Interactions(users.astype(np.int32), items.astype(np.int32),
+                       n_users=40, n_items=30)
+  draw = np.full(20_000, 5)
+  for name, positives_drawn in (("uniform", False), ("popularity", False),
+                                ("uniform-all", True)):
+    got = loop._sampler(name, pos, train)(draw, np.random.default_rng(4))
+    assert mask[draw, got].any() == positives_drawn, name
+  with pytest.raises(ValueError, match="negative_sampling='uniform_all'"):
+    loop._sampler("uniform_all", pos, train)
+  with pytest.raises(ValueError, match="no weights"):
+    tasks.NegativeSampler(pos, np.ones(31), exclude_positives=False)
+
+
 def test_weighted_follows_weights_restricted_to_non_positives():
   rng = np.random.default_rng(0)
   pos, mask = _positives(rng)

@@ -36,7 +36,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.train = ml_collections.ConfigDict()
   c.train.loss = "bce"            # 'bce' (pointwise) or 'bpr' (pairwise)
   c.train.negatives = 4           # sampled negatives per positive
-  c.train.negative_sampling = "uniform"  # or 'popularity'
+  c.train.negative_sampling = "uniform"  # or 'popularity', 'uniform-all'
   c.train.l2 = 0.0                # per-row embedding L2 (bce and bpr)
   c.train.batch_size = 256
   c.train.epochs = 10

@@ -119,4 +119,10 @@ def get_sweep():
   refit = [dict(row, variant=row["variant"] + ",refit",
                 overrides={**row["overrides"], "train.refit": True})
            for row in longer + theirs]
-  return adam + sgd + longer + theirs + refit
+  # Their sampler (mf_simple.py): negatives uniform over every item, a
+  # user's own positives included, against ours, which excludes them.
+  anything = [dict(row, variant=row["variant"] + ",uniform-all",
+                   overrides={**row["overrides"],
+                              "train.negative_sampling": "uniform-all"})
+              for row in longer]
+  return adam + sgd + longer + theirs + refit + anything

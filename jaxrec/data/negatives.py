@@ -1,4 +1,5 @@
-"""Negative sampling that never returns a user's own positives.
+"""Negative sampling that never returns a user's own positives (but for
+`sample_any`, which draws from every item, as Rendle et al.'s MF code does).
 
 Legend: M = samples, U = users, I = n_items, P = positives.
 
@@ -102,6 +103,17 @@ def sample_uniform(users: np.ndarray, pos: PositiveSets,
   n_shift = (np.searchsorted(free_below, users * base + r, side="right")
              - pos.indptr[users])
   return (1 + r + n_shift).astype(np.int32)
+
+
+def sample_any(users: np.ndarray, n_items: int,
+               rng: np.random.Generator) -> np.ndarray:
+  """(M,) int32 items drawn uniformly from all of 1..n_items, a user's own
+  positives included: the training sampler of Rendle, Krichene, Zhang &
+  Anderson (RecSys 2020, their released mf_simple.py), where a sampled
+  positive is labelled negative."""
+  if n_items < 1:
+    raise ValueError(f"n_items must be >= 1, got {n_items}")
+  return rng.integers(1, n_items + 1, size=np.shape(users), dtype=np.int32)
 
 
 def sample_weighted(users: np.ndarray, pos: PositiveSets, weights: np.ndarray,

@@ -84,9 +84,7 @@ def _ranking_job(config, split: splits.Split, sets: dict, protocol: str,
   task = tasks.TASKS[tc.loss]
   positives = negatives.PositiveSets.build(train.users, train.items,
                                            train.n_users, train.n_items)
-  weights = (train.item_counts().astype(np.float64)
-             if tc.negative_sampling == "popularity" else None)
-  sampler = tasks.NegativeSampler(positives, weights)
+  sampler = _sampler(tc.negative_sampling, positives, train)
   init_key = jax.random.split(jax.random.key(config.seed))[0]
   template = setup.create_state(model, setup.build_optimizer(config.optim),
                                 init_key)
@@ -107,6 +105,23 @@ def _ranking_job(config, split: splits.Split, sets: dict, protocol: str,
                      select=config.eval.select, roles=roles,
                      init=_pretrained_init(config.model.get("pretrained"),
                                            train))
+
+
+SAMPLINGS = ("uniform", "popularity", "uniform-all")
+
+
+def _sampler(name: str, positives, train) -> tasks.NegativeSampler:
+  """`train.negative_sampling`: 'uniform' or 'popularity' over each user's
+  non-positives, or 'uniform-all' over every item, positives included
+  (Rendle et al.'s MF code)."""
+  if name not in SAMPLINGS:
+    raise ValueError(f"train.negative_sampling={name!r}: expected one of "
+                     f"{SAMPLINGS}")
+  if name == "popularity":
+    return tasks.NegativeSampler(
+        positives, train.item_counts().astype(np.float64))
+  return tasks.NegativeSampler(positives,
+                               exclude_positives=name != "uniform-all")
 
 
 def _pretrained_init(pretrained, train):

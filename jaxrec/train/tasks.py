@@ -58,17 +58,28 @@ def _plus_l2(per_row, l2, params, apply_fn, users, items):
 
 @dataclasses.dataclass(frozen=True)
 class NegativeSampler:
-  """Draws training negatives for users, excluding their positives.
+  """Draws training negatives for users, excluding their positives unless
+  `exclude_positives` is False.
 
   Attributes:
     positives: every user's training positives.
     weights: (n_items + 1,) sampling weights, or None for uniform.
+    exclude_positives: False draws uniformly from every item
+      (negatives.sample_any); needs weights None.
   """
 
   positives: negatives.PositiveSets
   weights: np.ndarray | None = None
+  exclude_positives: bool = True
+
+  def __post_init__(self):
+    if not self.exclude_positives and self.weights is not None:
+      raise ValueError("exclude_positives=False samples uniformly; it takes "
+                       "no weights")
 
   def __call__(self, users: np.ndarray, rng: np.random.Generator):
+    if not self.exclude_positives:
+      return negatives.sample_any(users, self.positives.n_items, rng)
     if self.weights is None:
       return negatives.sample_uniform(users, self.positives, rng)
     return negatives.sample_weighted(users, self.positives, self.weights, rng)
