@@ -30,11 +30,11 @@ minutes a run): dimension 64, 3 seeds, 0.7200 / 0.4459, full ranking
 0.0978 / 0.0491; dimension 128, 3 seeds, 0.7203 / 0.4463, full ranking
 0.0976 / 0.0496.  Both beat our NeuMF-pre-64 (0.7081 / 0.4309,
 results/mf_vs_neumf_ml1m.md) but not the NCF paper's HR@10 0.730.
-Every dimension-64 run had peaked at its 128th epoch, so the
+Every dimension-64 run had run to its 128-epoch cap, so the
 'sgd,dim=64,epochs=320' rows raise the cap (results/mf_ncf_ml1m_sgd320.md:
 ... --name=mf_ncf_ml1m_sgd320 '--only=sgd,dim=64,epochs=320-seed[012]$';
-30-34 minutes of training a run, three at once on 2 cores): best epochs 172, 132
-and 132, then stopped by patience; 0.7207 / 0.4458, full ranking
+30-34 minutes of training a run, three at once on 2 cores): best epochs 140, 100
+and 100, then stopped by patience (after 172, 132 and 132); 0.7207 / 0.4458, full ranking
 0.0974 / 0.0488: no gain, the cap was not binding.
 Their own rate at their largest dimension, 'sgd,dim=192,rate=2e-3'
 (results/mf_ncf_ml1m_sgd192.md, 3 seeds, best epochs 132-152, 50-61
@@ -96,8 +96,8 @@ def get_sweep():
                          "train.l2": 0.0025, "train.epochs": 128,
                          "eval.every_epochs": 4, "eval.patience": 8})
          for dim in (64, 128) for seed in (0, 1, 2)]
-  # Every 128-epoch dimension-64 run peaked at its last epoch, so these run
-  # the same rows to 320 epochs (stopped by the same patience).
+  # Every 128-epoch dimension-64 run ran to its cap, so these run the same
+  # rows to 320 epochs (stopped by the same patience).
   longer = [dict(row, variant=row["variant"] + ",epochs=320",
                  overrides={**row["overrides"], "train.epochs": 320})
             for row in sgd if row["variant"] == "sgd,dim=64"]
