@@ -27,7 +27,8 @@ def aggregate(runs: list[dict], metrics: tuple[str, ...]) -> list[dict]:
   Args:
     runs: dicts with 'model', 'variant', 'dataset', 'seed' and 'result' (the
       results.json of one run: protocol label, 'test' metrics keyed
-      '<protocol>/<metric>', 'train_seconds', 'epochs').
+      '<protocol>/<metric>', 'train_seconds', 'epochs' (trained) and, where
+      recorded, 'best_epoch' (chosen on validation)).
     metrics: metric names to keep, e.g. ('HR@10', 'NDCG@10').
 
   Returns:
@@ -58,8 +59,19 @@ def aggregate(runs: list[dict], metrics: tuple[str, ...]) -> list[dict]:
           "epochs": float(np.mean([r["result"].get("epochs", 0)
                                    for r in members])),
           "train_seconds": float(np.mean([r["result"]["train_seconds"]
-                                          for r in members]))})
+                                          for r in members])),
+          **_mean_best_epoch(members)})
   return rows
+
+
+def _mean_best_epoch(members: list[dict]) -> dict:
+  """{'best_epoch': the mean over runs of the epoch chosen on validation},
+  or {} when a run has none (no validation, or written before the runs
+  recorded it)."""
+  best = [r["result"].get("best_epoch") for r in members]
+  if any(b is None for b in best):
+    return {}
+  return {"best_epoch": float(np.mean(best))}
 
 
 def pool(rows: list[dict], **fields) -> dict:
@@ -67,8 +79,8 @@ def pool(rows: list[dict], **fields) -> dict:
 
   Each metric's mean and standard deviation (ddof 1) are those of all the
   seeds' values together, recovered exactly from each row's mean, std and
-  seed count.  Only metrics every row has are kept; 'epochs' and
-  'train_seconds' only where every row has the same (budgets and timings
+  seed count.  Only metrics every row has are kept; 'epochs', 'best_epoch'
+  and 'train_seconds' only where every row has the same (budgets and timings
   stay with their sources).  `fields` (e.g. variant) override.
   """
   n = np.array([r["seeds"] for r in rows], float)
@@ -82,7 +94,7 @@ def pool(rows: list[dict], **fields) -> dict:
     squares = ((n - 1) * std**2).sum() + (n * (mean - grand)**2).sum()
     stats[m] = {"mean": grand, "std": float(np.sqrt(squares / (total - 1)))
                 if total > 1 else 0.0}
-  differ = {k for k in ("epochs", "train_seconds")
+  differ = {k for k in ("epochs", "best_epoch", "train_seconds")
             if any(r.get(k) != rows[0].get(k) for r in rows)}
   return {**{k: v for k, v in rows[0].items()
              if k not in differ | {"significance"}},
@@ -265,6 +277,7 @@ def to_markdown(header: dict, rows: list[dict], notes: str = "") -> str:
 def _table(names: list[str], rows: list[dict]) -> list[str]:
   extra = [(key, label, fmt) for key, label, fmt in (
       ("seeds", "seeds", "{:d}"), ("epochs", "epochs", "{:.0f}"),
+      ("best_epoch", "best epoch", "{:.0f}"),
       ("train_seconds", "train s", "{:.1f}"))
            if any(key in row for row in rows)]
   cols = ["model", "variant", "protocol"] + names + [e[1] for e in extra]

@@ -228,3 +228,23 @@ def test_measured_row_renders_its_values_as_single_measurements():
             "machine": "m"}
   table = results.to_markdown(header, [row])
   assert "| SASRec | hash | train-step | 493 | 1.1600 |" in table
+
+
+def test_best_epoch_is_averaged_and_shown_beside_the_epochs_trained():
+  def run(seed, best):
+    result = {"protocol": "p", "test": {"p/HR@10": 0.5 + seed / 10},
+              "train_seconds": 1.0, "epochs": 40, "best_epoch": best}
+    return {"model": "M", "variant": "v", "dataset": "d", "seed": seed,
+            "result": result}
+
+  (row,) = results.aggregate([run(0, 20), run(1, 30)], ("HR@10",))
+  assert row["epochs"] == 40.0 and row["best_epoch"] == 25.0
+  header = {"name": "t", "command": "c", "date": "d", "commit": "x",
+            "machine": "m"}
+  table = results.to_markdown(header, [row])
+  assert "| seeds | epochs | best epoch | train s |" in table
+  assert "| 2 | 40 | 25 | 1.0 |" in table
+  # A run without a validation choice (or an older record): no mean.
+  (row,) = results.aggregate([run(0, 20), run(1, None)], ("HR@10",))
+  assert "best_epoch" not in row
+  assert "best epoch" not in results.to_markdown(header, [row])

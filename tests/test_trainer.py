@@ -66,7 +66,10 @@ def test_fit_learns_and_writes_its_record(tmp_path):
   saved = json.loads((tmp_path / "results.json").read_text())
   assert saved["test"] == result["test"]
   logged = [json.loads(l) for l in (tmp_path / "metrics.jsonl").open()]
-  assert [r["epoch"] for r in logged if r["kind"] == "valid"] == [1, 2, 3]
+  valid = [r for r in logged if r["kind"] == "valid"]
+  assert [r["epoch"] for r in valid] == [1, 2, 3]
+  # best_epoch is the epoch of the best validation check, not the last one.
+  assert saved["best_epoch"] == max(valid, key=lambda r: r["neg_mse"])["epoch"]
 
 
 class _Counting(TrainState):

@@ -71,7 +71,8 @@ def fit(config, workdir: str | Path, job: Job, info: dict | None = None
   """Trains, selects on validation, evaluates `job.roles` once.
 
   Returns (and writes to `workdir/results.json`) `info` plus one dict of
-  metrics per role, 'train_seconds', 'epochs' and 'best_step'; per-user
+  metrics per role, 'train_seconds', 'epochs' (trained), 'best_epoch'
+  (selected on validation; None without it) and 'best_step'; per-user
   values go to `workdir/per_user.npz`.  Returns {} when halted on purpose
   (`config.train.halt_after_steps`).
   """
@@ -86,7 +87,7 @@ def fit(config, workdir: str | Path, job: Job, info: dict | None = None
     logging.info("best %s: %s", role, fmt(summary[role]))
   return finish(workdir, summary, per_user, {
       **(info or {}), "train_seconds": seconds, "epochs": trainer.epoch,
-      "best_step": trainer.best_step})
+      "best_epoch": trainer.best_epoch, "best_step": trainer.best_step})
 
 
 def fit_with_refit(config, workdir: str | Path, job: Callable[[], Job],
@@ -135,7 +136,7 @@ def fit_with_refit(config, workdir: str | Path, job: Callable[[], Job],
   return finish(workdir, summary, per_user, {
       **(info or {}), "train_seconds": seconds,
       "epochs": epochs or best_epoch, "best_step": best_step,
-      "refit_epochs": best_epoch,
+      "refit_epochs": best_epoch, "best_epoch": best_epoch,
       "seconds_per_epoch": seconds / max(epochs + best_epoch, 1)})
 
 
