@@ -44,7 +44,7 @@ ranking 0.0992 / 0.0507: no gain over dimension 64.
 Both refit (',refit' rows, results/mf_ncf_ml1m_refit.md: the epoch count
 chosen on validation, then retrained on train + validation, as Rendle et
 al. train on the full training file; phase 1 resumed from the plain rows'
-run directories, phase 2 about 20 minutes a run at dimension 64 and 70 at
+run directories, phase 2 22-26 minutes a run at dimension 64 and 70-79 at
 192, three at once): 0.7224 / 0.4478 at dimension 64, 0.7232 / 0.4473 at
 192, full ranking 0.0997 / 0.0496 and 0.1012 / 0.0512.  NDCG@10 is above
 NeuMF-64's 0.447, HR@10 still under its 0.730.
