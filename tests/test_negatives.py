@@ -4,6 +4,8 @@ import numpy as np
 import pytest
 
 from jaxrec.data import evalsets, negatives, splits, synthetic
+from jaxrec.data.interactions import Interactions
+from jaxrec.train import loop, tasks
 
 
 def _positives(rng, n_users=40, n_items=30, density=0.5):
@@ -46,8 +48,6 @@ def test_sample_any_is_uniform_over_every_item_positives_included():
 
 
 def test_sampler_modes_and_a_misnamed_mode():
-  from jaxrec.data.interactions import Interactions
-  from jaxrec.train import loop, tasks
   rng = np.random.default_rng(0)
   pos, mask = _positives(rng)
   users, items = np.nonzero(mask)
