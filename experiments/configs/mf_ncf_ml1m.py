@@ -49,6 +49,13 @@ run directories, phase 2 22-26 minutes a run at dimension 64 and 70-79 at
 192, full ranking 0.0997 / 0.0496 and 0.1012 / 0.0512.  NDCG@10 is above
 NeuMF-64's 0.447, HR@10 still under its 0.730.
   ... --name=mf_ncf_ml1m_refit '--only=refit-seed[012]$'
+Their sampler, negatives uniform over every item with the user's own
+positives included ('sgd,dim=64,epochs=320,uniform-all' rows,
+results/mf_ncf_ml1m_uniform_all.md, 3 seeds, best epochs 144-164, about
+32 minutes a run, three at once): 0.7226 / 0.4458 against our sampler's
+0.7207 / 0.4458 (paired p 0.37 and 0.98): no gain.
+  ... --name=mf_ncf_ml1m_uniform_all
+      '--only=sgd,dim=64,epochs=320(,uniform-all)?-seed[012]$'
 Paper (Rendle et al. Table 1, ML-1M): MF HR@10 0.7294, NDCG@10 0.4523;
 the target is to beat our NeuMF-64 (NCF paper: 0.730 / 0.447).
 """
