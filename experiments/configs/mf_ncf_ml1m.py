@@ -33,9 +33,10 @@ results/mf_vs_neumf_ml1m.md) but not the NCF paper's HR@10 0.730.
 Every dimension-64 run had run to its 128-epoch cap, so the
 'sgd,dim=64,epochs=320' rows raise the cap (results/mf_ncf_ml1m_sgd320.md:
 ... --name=mf_ncf_ml1m_sgd320 '--only=sgd,dim=64,epochs=320-seed[012]$';
-30-34 minutes of training a run, three at once on 2 cores): best epochs 140, 100
-and 100, then stopped by patience (after 172, 132 and 132); 0.7207 / 0.4458, full ranking
-0.0974 / 0.0488: no gain, the cap was not binding.
+30-34 minutes of training a run, three at once on 2 cores): best epochs
+140, 100 and 100, then stopped by patience (after 172, 132 and 132);
+0.7207 / 0.4458, full ranking 0.0974 / 0.0488: no gain, the cap was not
+binding.
 Their own rate at their largest dimension, 'sgd,dim=192,rate=2e-3'
 (results/mf_ncf_ml1m_sgd192.md, 3 seeds, best epochs 132-152, 50-61
 minutes of training a run, two at once on 2 cores): 0.7215 / 0.4452, full
