@@ -94,3 +94,72 @@ def test_bpr_l2_adds_the_user_positive_and_negative_norms():
            np.sum(items[[3, 2, 2]] ** 2, -1))
   np.testing.assert_allclose(float(reg - plain), 0.5 * norms.mean(),
                              rtol=1e-5)
+
+
+def _with_biases(params, seed=1):
+  """params with the bias tables and global bias set to random values."""
+  rng = np.random.default_rng(seed)
+  out = jax.tree_util.tree_map(np.asarray, params)
+  for table in ("user_bias", "item_bias"):
+    shape = out[table]["embedding"].shape
+    out[table] = {"embedding": rng.normal(size=shape).astype(np.float32)}
+  out["global_bias"] = np.float32(0.7)
+  return jax.tree_util.tree_map(jnp.asarray, out)
+
+
+def test_l2_biases_adds_the_rows_squared_biases():
+  model = MF(n_users=5, n_items=4, dim=3, use_bias=True, l2_biases=True)
+  state = setup.create_state(model, optax.sgd(0.1), jax.random.key(0))
+  params = _with_biases(state.params)
+  batch = {"user": jnp.array([1, 2, 2], jnp.int32),
+           "item": jnp.array([1, 1, 4], jnp.int32),
+           "label": jnp.array([1.0, 0.0, 1.0])}
+  plain, _ = tasks.pointwise_loss(params, batch, None, state.apply_fn)
+  reg, _ = tasks.pointwise_loss(params, batch, None, state.apply_fn, l2=0.5)
+  p = jax.tree_util.tree_map(np.asarray, params)
+  users, items = [1, 2, 2], [1, 1, 4]
+  norms = (np.sum(p["user_embed"]["embedding"][users] ** 2, -1) +
+           np.sum(p["item_embed"]["embedding"][items] ** 2, -1) +
+           p["user_bias"]["embedding"][users, 0] ** 2 +
+           p["item_bias"]["embedding"][items, 0] ** 2 +
+           p["global_bias"] ** 2)
+  np.testing.assert_allclose(float(reg - plain), 0.5 * norms.mean(),
+                             rtol=1e-5)
+
+
+def test_one_sgd_step_is_rendle_et_al_per_example_update():
+  # mf_simple.py: with g = label - sigmoid(logit), every parameter p of the
+  # example moves by rate * (g * dlogit/dp - reg * p).  Our loss adds
+  # train.l2 * ||p||^2, so train.l2 = reg / 2 gives the same step.
+  rate, reg = 0.05, 0.2
+  model = MF(n_users=3, n_items=4, dim=3, use_bias=True, l2_biases=True)
+  state = setup.create_state(model, optax.sgd(rate), jax.random.key(0))
+  params = _with_biases(state.params)
+  batch = {"user": jnp.array([2], jnp.int32), "item": jnp.array([3], jnp.int32),
+           "label": jnp.array([0.0])}
+  grads = jax.grad(lambda q: tasks.pointwise_loss(
+      q, batch, None, state.apply_fn, l2=reg / 2)[0])(params)
+  after = jax.tree_util.tree_map(lambda p, g: np.asarray(p - rate * g),
+                                 params, grads)
+  p = jax.tree_util.tree_map(np.asarray, params)
+  u, v = p["user_embed"]["embedding"][2], p["item_embed"]["embedding"][3]
+  bu, bi = p["user_bias"]["embedding"][2, 0], p["item_bias"]["embedding"][3, 0]
+  logit = u @ v + bu + bi + p["global_bias"]
+  g = 0.0 - 1.0 / (1.0 + np.exp(-logit))
+  expect = {"user_embed": u + rate * (g * v - reg * u),
+            "item_embed": v + rate * (g * u - reg * v),
+            "user_bias": bu + rate * (g - reg * bu),
+            "item_bias": bi + rate * (g - reg * bi)}
+  rows = {"user_embed": 2, "item_embed": 3, "user_bias": 2, "item_bias": 3}
+  for name, want in expect.items():
+    got = after[name]["embedding"][rows[name]]
+    np.testing.assert_allclose(np.squeeze(got), want, rtol=1e-5, atol=1e-6)
+  b = p["global_bias"]
+  np.testing.assert_allclose(after["global_bias"], b + rate * (g - reg * b),
+                             rtol=1e-5)
+
+
+def test_l2_biases_needs_biases():
+  model = MF(n_users=3, n_items=4, dim=2, l2_biases=True)
+  with pytest.raises(ValueError, match="use_bias"):
+    setup.create_state(model, optax.sgd(0.1), jax.random.key(0))

@@ -71,7 +71,7 @@ def get_config():
   c = base_config()
   c.data.name = "ncf-ml1m"
   c.model = ConfigDict({"name": "mf", "dim": 128, "use_bias": True,
-                        "init_std": 0.01})
+                        "init_std": 0.01, "l2_biases": False})
   c.optim.name = "adam"
   c.optim.learning_rate = 0.002
   c.train.loss = "bce"
@@ -141,4 +141,13 @@ def get_sweep():
                    overrides={**row["overrides"],
                               "train.negative_sampling": "uniform-all"})
               for row in longer]
-  return adam + sgd + longer + theirs + refit + anything
+  # Their L2 on the biases as well: mf_simple.py decays the user, item and
+  # global biases at the embeddings' rate (model.l2_biases); plain and refit.
+  # ',refit' is not last in the name, so '--only=refit-seed' misses these.
+  biases = [dict(row, variant=row["variant"] + suffix,
+                 overrides={**row["overrides"], "model.l2_biases": True,
+                            "train.refit": refit})
+            for row in longer
+            for suffix, refit in ((",l2-biases", False),
+                                  (",refit,l2-biases", True))]
+  return adam + sgd + longer + theirs + refit + anything + biases

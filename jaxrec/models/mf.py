@@ -22,6 +22,8 @@ class MF(nn.Module):
     dim: embedding size D.
     use_bias: add user, item and global biases.
     init_std: std of the normal initialiser of the embeddings.
+    l2_biases: `l2_penalty` counts the row's user, item and global biases
+      too, as Rendle et al.'s mf_simple.py regularises them (needs use_bias).
   """
 
   n_users: int
@@ -29,8 +31,12 @@ class MF(nn.Module):
   dim: int = 64
   use_bias: bool = False
   init_std: float = 0.1
+  l2_biases: bool = False
 
   def setup(self):
+    if self.l2_biases and not self.use_bias:
+      raise ValueError("MF(l2_biases=True) regularises the biases; it needs "
+                       "use_bias=True")
     init = nn.initializers.normal(self.init_std)
     self.user_embed = nn.Embed(self.n_users + 1, self.dim, embedding_init=init)
     self.item_embed = nn.Embed(self.n_items + 1, self.dim, embedding_init=init)
@@ -61,11 +67,20 @@ class MF(nn.Module):
     return logits
 
   def l2_penalty(self, users: jnp.ndarray, items: jnp.ndarray) -> jnp.ndarray:
-    """(B,) squared norm of each row's user and item embeddings.
+    """(B,) squared norm of each row's user and item embeddings, and of
+    its biases with l2_biases.
 
     `items` is (B,) or (B, K) (e.g. a BPR row's positive and negative);
     every item of a row counts.
     """
-    item_sq = self.item_embed(items) ** 2            # (B, D) or (B, K, D)
-    return (jnp.sum(self.user_embed(users) ** 2, -1) +
-            jnp.sum(item_sq.reshape(item_sq.shape[0], -1), -1))
+    penalty = _row_sum_sq(self.user_embed(users)) + _row_sum_sq(
+        self.item_embed(items))
+    if self.l2_biases:
+      penalty += (_row_sum_sq(self.user_bias(users)) +
+                  _row_sum_sq(self.item_bias(items)) + self.global_bias ** 2)
+    return penalty
+
+
+def _row_sum_sq(x: jnp.ndarray) -> jnp.ndarray:
+  """(B,) sum of squares over all but the leading axis of x (B, ...)."""
+  return jnp.sum((x ** 2).reshape(x.shape[0], -1), -1)
