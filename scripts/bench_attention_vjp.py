@@ -94,13 +94,6 @@ def attention(query, key, value, bias=None, mask=None, broadcast_dropout=True,
 
 
 @contextlib.contextmanager
-def _patch():
-  with mock.patch("jaxrec.models.layers.dot_product_attention", attention), \
-       mock.patch("jaxrec.models.dropout.dot_product_attention", attention):
-    yield
-
-
-@contextlib.contextmanager
 def patched():
   """Traces the models with `attention` in place of production's."""
   with mock.patch("jaxrec.models.layers.dot_product_attention", attention), \

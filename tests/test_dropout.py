@@ -1,6 +1,8 @@
 """Dropout from hashed keep decisions: rates, independence, scaling,
 shapes, attention."""
 
+import functools
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -89,15 +91,17 @@ def test_same_key_same_mask_and_bad_rate_rejected():
     dropout.keep_mask(jax.random.key(0), 0.1, (1 << 16, 1 << 16, 2))
 
 
-def _qkv(seed=0, heads=3):
+def _qkv(seed=0, heads=3, depth=4):
   keys = jax.random.split(jax.random.key(seed), 3)
-  return [jax.random.normal(k, (2, 6, heads, 4)) for k in keys]  # (B,L,H,Dh)
+  return [jax.random.normal(k, (2, 6, heads, depth))   # (B, L, H, Dh)
+          for k in keys]
 
 
-@pytest.mark.parametrize("heads", [1, 3])
-def test_attention_without_dropout_equals_flax(heads):
-  """Causal and per-row padding masks and an additive bias, as flax."""
-  q, k, v = _qkv(heads=heads)
+@pytest.mark.parametrize("heads,depth", [(1, 4), (3, 4), (1, 16), (2, 50)])
+def test_attention_without_dropout_equals_flax(heads, depth):
+  """Causal and per-row padding masks and an additive bias, as flax, at
+  head widths on and off a multiple of 16."""
+  q, k, v = _qkv(heads=heads, depth=depth)
   valid = jnp.array([[1, 1, 1, 1, 1, 1], [0, 0, 1, 1, 1, 1]], bool)
   mask = _padded_causal_mask(valid)
   bias = jax.random.normal(jax.random.key(9), (2, heads, 6, 6))
@@ -108,6 +112,23 @@ def test_attention_without_dropout_equals_flax(heads):
     ref = nn.dot_product_attention(q, k, value, bias=bias, mask=mask,
                                    deterministic=True)
     np.testing.assert_allclose(ours, ref, rtol=1e-6, atol=1e-6)
+
+
+def test_attention_gradients_equal_flax():
+  """Every input's gradient at SASRec's head width (50) is flax's."""
+  q, k, v = _qkv(heads=1, depth=50)
+  mask = _padded_causal_mask(jnp.ones((2, 6), bool))
+
+  def loss(fn, *qkv):
+    return jnp.sum(jnp.sin(fn(*qkv, mask=mask, deterministic=True)))
+
+  ours = jax.grad(functools.partial(loss, dropout.dot_product_attention),
+                  argnums=(0, 1, 2))(q, k, v)
+  ref = jax.grad(functools.partial(loss, nn.dot_product_attention),
+                 argnums=(0, 1, 2))(q, k, v)
+  for got, want in zip(ours, ref):
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("broadcast", [True, False])

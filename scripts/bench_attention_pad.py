@@ -1,0 +1,112 @@
+"""SASRec's attention with each head's width padded to a multiple of 16,
+raced against production in bench_seq's SASRec training step.
+
+  python scripts/bench_attention_pad.py            # writes results/...
+  python scripts/bench_attention_pad.py --check    # exactness only
+
+bench_seq's SASRec has one head of width 50, which is not a whole number of
+AVX-512 float32 vectors (16 lanes); alone, a (128, 200, 50) attention ran
+faster at width 64 than at 50 on this CPU. The contender zero-pads query,
+key and value to 64 columns before production's attention and slices the
+output back; zero columns add nothing to Q K^T or to the weighted values,
+so the function and its gradients are the same, and the query is
+pre-scaled so production's 1 / sqrt(width) stays 1 / sqrt(50). A probe:
+main keeps models/dropout.dot_product_attention unpadded. Both contenders
+are compiled once and take turns (seq_steps.race_step_variants), paired
+per round.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from unittest import mock
+
+import jax
+import jax.numpy as jnp
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import seq_steps  # noqa: E402
+from jaxrec import results, xla_flags  # noqa: E402
+from jaxrec.models import dropout  # noqa: E402
+
+LANES = 16
+
+
+def padded(query, key, value, bias=None, mask=None, broadcast_dropout=True,
+           dropout_rng=None, dropout_rate=0.0, deterministic=False,
+           dtype=None, precision=None, causal_block=0, row_block=0):
+  """dropout.dot_product_attention (same signature: flax passes only the
+  keywords an attention_fn names) on (B, L, H, Dh) inputs whose last axis
+  is zero-padded to a multiple of LANES; same result."""
+  options = dict(bias=bias, mask=mask, broadcast_dropout=broadcast_dropout,
+                 dropout_rng=dropout_rng, dropout_rate=dropout_rate,
+                 deterministic=deterministic, dtype=dtype,
+                 precision=precision, causal_block=causal_block,
+                 row_block=row_block)
+  dh, dv = query.shape[-1], value.shape[-1]
+  widths = [-(-n // LANES) * LANES for n in (dh, dv)]
+  if widths == [dh, dv]:
+    return dropout.dot_product_attention(query, key, value, **options)
+
+  def pad(x, width):
+    return jnp.pad(x, [(0, 0)] * (x.ndim - 1) + [(0, width - x.shape[-1])])
+
+  scale = jnp.sqrt(widths[0] / dh).astype(query.dtype)
+  out = dropout.dot_product_attention(
+      pad(query * scale, widths[0]), pad(key, widths[0]),
+      pad(value, widths[1]), **options)
+  return out[..., :dv]
+
+
+@contextlib.contextmanager
+def patched():
+  """Traces the models with `padded` in place of production's attention."""
+  with mock.patch("jaxrec.models.layers.dot_product_attention", padded):
+    yield
+
+
+def check():
+  """Prints loss and gradient sums of both on a causal toy with dropout and
+  head width 50; they must agree to float rounding."""
+  b, l, d = 4, 20, 50
+  q, k, v = jax.random.normal(jax.random.key(0), (3, b, l, 1, d))
+  mask = jnp.tril(jnp.ones((l, l), bool))[None, None]
+  for fn in (dropout.dot_product_attention, padded):
+    def loss(q, k, v, fn=fn):
+      o = fn(q, k, v, mask=mask, broadcast_dropout=False,
+             dropout_rng=jax.random.key(3), dropout_rate=0.3, causal_block=5)
+      return jnp.sum(jnp.sin(o))
+    val, grads = jax.value_and_grad(loss, argnums=(0, 1, 2))(q, k, v)
+    print(fn.__name__, float(val), [float(jnp.abs(g).sum()) for g in grads])
+
+
+def main():
+  parser = seq_steps.variant_parser("bench_attention_pad",
+                                    "smoke mode: batch 8, one round")
+  parser.add_argument("--check", action="store_true")
+  args = parser.parse_args()
+  if args.check:
+    return check()
+  load0 = os.getloadavg()[0]
+  rows, notes = seq_steps.race_step_variants(
+      {"production": contextlib.nullcontext, "pad16": patched},
+      "production", args, models=("SASRec",))
+  load = os.getloadavg()
+  paths = results.write(
+      args.name, rows, results.command_line(), args.out,
+      f"seq_steps.jax_runner's SASRec step at bench_seq's shapes, "
+      f"{args.steps} steps per dispatch; pad16 = each head's query, key and "
+      "value zero-padded from 50 to 64 columns around "
+      "models/dropout.dot_product_attention, the output sliced back (this "
+      "script), production = that function alone. Per round, seq/s: " + " | ".join(notes) +
+      f". {xla_flags.describe()} Load average: {load0:.2f} (1 min) at the "
+      f"start, {load[0]:.2f} at the end.")
+  print(paths[1].read_text())
+
+
+if __name__ == "__main__":
+  main()
