@@ -57,6 +57,14 @@ results/mf_ncf_ml1m_uniform_all.md, 3 seeds, best epochs 144-164, about
 0.7207 / 0.4458 (paired p 0.37 and 0.98): no gain.
   ... --name=mf_ncf_ml1m_uniform_all
       '--only=sgd,dim=64,epochs=320(,uniform-all)?-seed[012]$'
+Their L2 on the biases too (model.l2_biases: the per-example L2 also
+decays the user, item and global biases, as mf_simple.py;
+',l2-biases' and ',refit,l2-biases' rows, results/mf_ncf_ml1m_l2_biases.md,
+3 seeds, best epochs 100-140, about 32 minutes a run plain, three at
+once): plain 0.7203 / 0.4482, refit 0.7227 / 0.4488, against 0.7207 /
+0.4458 and 0.7224 / 0.4478 without: no gain.
+  ... --name=mf_ncf_ml1m_l2_biases
+      '--only=sgd,dim=64,epochs=320(,refit)?,l2-biases-seed[012]$'
 Paper (Rendle et al. Table 1, ML-1M): MF HR@10 0.7294, NDCG@10 0.4523;
 the target is to beat our NeuMF-64 (NCF paper: 0.730 / 0.447).
 """
