@@ -158,4 +158,10 @@ def get_sweep():
             for row in longer
             for suffix, refit in ((",l2-biases", False),
                                   (",refit,l2-biases", True))]
-  return adam + sgd + longer + theirs + refit + anything + biases
+  # Closer to their per-example updates: minibatches of 128 instead of 1024,
+  # at the same rate per example.
+  small = [dict(row, variant=row["variant"] + ",batch=128",
+                overrides={**row["overrides"], "train.batch_size": 128,
+                           "optim.learning_rate": 0.004 * 128})
+           for row in longer]
+  return adam + sgd + longer + theirs + refit + anything + biases + small
