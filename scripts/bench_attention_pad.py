@@ -23,14 +23,12 @@ import os
 import sys
 from unittest import mock
 
-import jax
 import jax.numpy as jnp
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import seq_steps  # noqa: E402
-from jaxrec import results, xla_flags  # noqa: E402
 from jaxrec.models import dropout  # noqa: E402
 
 LANES = 16
@@ -70,42 +68,17 @@ def patched():
 
 
 def check():
-  """Prints loss and gradient sums of both on a causal toy with dropout and
-  head width 50; they must agree to float rounding."""
-  b, l, d = 4, 20, 50
-  q, k, v = jax.random.normal(jax.random.key(0), (3, b, l, 1, d))
-  mask = jnp.tril(jnp.ones((l, l), bool))[None, None]
-  for fn in (dropout.dot_product_attention, padded):
-    def loss(q, k, v, fn=fn):
-      o = fn(q, k, v, mask=mask, broadcast_dropout=False,
-             dropout_rng=jax.random.key(3), dropout_rate=0.3, causal_block=5)
-      return jnp.sum(jnp.sin(o))
-    val, grads = jax.value_and_grad(loss, argnums=(0, 1, 2))(q, k, v)
-    print(fn.__name__, float(val), [float(jnp.abs(g).sum()) for g in grads])
+  """Loss and gradient sums of production and padded on a causal toy."""
+  seq_steps.check_attention(
+      {"production": dropout.dot_product_attention, "pad16": padded},
+      depth=50)
 
 
 def main():
-  parser = seq_steps.variant_parser("bench_attention_pad",
-                                    "smoke mode: batch 8, one round")
-  parser.add_argument("--check", action="store_true")
-  args = parser.parse_args()
-  if args.check:
-    return check()
-  load0 = os.getloadavg()[0]
-  rows, notes = seq_steps.race_step_variants(
-      {"production": contextlib.nullcontext, "pad16": patched},
-      "production", args, models=("SASRec",))
-  load = os.getloadavg()
-  paths = results.write(
-      args.name, rows, results.command_line(), args.out,
-      f"seq_steps.jax_runner's SASRec step at bench_seq's shapes, "
-      f"{args.steps} steps per dispatch; pad16 = each head's query, key and "
-      "value zero-padded from 50 to 64 columns around "
-      "models/dropout.dot_product_attention, the output sliced back (this "
-      "script), production = that function alone. Per round, seq/s: " + " | ".join(notes) +
-      f". {xla_flags.describe()} Load average: {load0:.2f} (1 min) at the "
-      f"start, {load[0]:.2f} at the end.")
-  print(paths[1].read_text())
+  seq_steps.attention_probe_main(
+      "bench_attention_pad", "pad16", patched, check,
+      "each head's query, key and value zero-padded from 50 to 64 "
+      "columns around it, the output sliced back (this script)")
 
 
 if __name__ == "__main__":

@@ -27,7 +27,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import seq_steps  # noqa: E402
-from jaxrec import results, xla_flags  # noqa: E402
 from jaxrec.models import dropout  # noqa: E402
 
 
@@ -102,41 +101,16 @@ def patched():
 
 
 def check():
-  """Prints loss and gradient sums of both on a causal toy (no fully
-  hidden rows); they must agree."""
-  b, l, d = 4, 20, 8
-  q, k, v = jax.random.normal(jax.random.key(0), (3, b, l, 1, d))
-  mask = jnp.tril(jnp.ones((l, l), bool))[None, None]
-  for fn in (dropout.dot_product_attention, attention):
-    def loss(q, k, v, fn=fn):
-      o = fn(q, k, v, mask=mask, broadcast_dropout=False,
-             dropout_rng=jax.random.key(3), dropout_rate=0.3, causal_block=5)
-      return jnp.sum(jnp.sin(o))
-    val, grads = jax.value_and_grad(loss, argnums=(0, 1, 2))(q, k, v)
-    print(float(val), [float(jnp.abs(g).sum()) for g in grads])
+  """Loss and gradient sums of production and attention on a causal toy."""
+  seq_steps.check_attention(
+      {"production": dropout.dot_product_attention, "custom_vjp": attention},
+      depth=8)
 
 
 def main():
-  parser = seq_steps.variant_parser("bench_attention_vjp",
-                                    "smoke mode: batch 8, one round")
-  parser.add_argument("--check", action="store_true")
-  args = parser.parse_args()
-  if args.check:
-    return check()
-  load0 = os.getloadavg()[0]
-  rows, notes = seq_steps.race_step_variants(
-      {"production": contextlib.nullcontext, "custom_vjp": patched},
-      "production", args, models=("SASRec",))
-  load = os.getloadavg()
-  paths = results.write(
-      args.name, rows, results.command_line(), args.out,
-      f"seq_steps.jax_runner's SASRec step at bench_seq's shapes, "
-      f"{args.steps} steps per dispatch; custom_vjp = the attention with a "
-      "hand-written VJP (this script), production = "
-      "models/dropout.dot_product_attention. Per round, seq/s: "
-      + " | ".join(notes) + f". {xla_flags.describe()} Load average: "
-      f"{load0:.2f} (1 min) at the start, {load[0]:.2f} at the end.")
-  print(paths[1].read_text())
+  seq_steps.attention_probe_main(
+      "bench_attention_vjp", "custom_vjp", patched, check,
+      "the attention with a hand-written VJP (this script)")
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ masked positions, AdamW 1e-4 wd 0.01, clip 5).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 
@@ -26,7 +27,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from jaxrec import parallel, results, timing  # noqa: E402
+from jaxrec import parallel, results, timing, xla_flags  # noqa: E402
 from jaxrec.data import negatives, sequences  # noqa: E402
 from jaxrec.data.datasets import resolve_data_dir  # noqa: E402
 from jaxrec.train import sequential  # noqa: E402
@@ -192,3 +193,45 @@ def race_step_variants(contexts: dict, reference: str, args,
           seqs_per_s=np.median(rates), **{f"speed_vs_{reference}": ratio}))
   return rows, notes
 
+
+
+def check_attention(fns: dict, depth: int):
+  """Prints the loss and gradient sums of each attention_fn in `fns` (name
+  -> function with dropout.dot_product_attention's signature) on a causal
+  toy with dropout and head width `depth`; they must agree to rounding."""
+  b, l = 4, 20
+  q, k, v = jax.random.normal(jax.random.key(0), (3, b, l, 1, depth))
+  mask = jnp.tril(jnp.ones((l, l), bool))[None, None]
+  for name, fn in fns.items():
+    def loss(q, k, v, fn=fn):
+      o = fn(q, k, v, mask=mask, broadcast_dropout=False,
+             dropout_rng=jax.random.key(3), dropout_rate=0.3, causal_block=5)
+      return jnp.sum(jnp.sin(o))
+    val, grads = jax.value_and_grad(loss, argnums=(0, 1, 2))(q, k, v)
+    print(name, float(val), [float(jnp.abs(g).sum()) for g in grads])
+
+
+def attention_probe_main(name: str, label: str, patched, check, described):
+  """The command line of a probe that races an attention variant (traced
+  inside the context manager factory `patched`, named `label`) against
+  production in the SASRec step, paired per round, and writes
+  results/<name>; `--check` runs `check()` instead. `described` says what
+  the variant is, for the results note."""
+  parser = variant_parser(name, "smoke mode: batch 8, one round")
+  parser.add_argument("--check", action="store_true")
+  args = parser.parse_args()
+  if args.check:
+    return check()
+  load0 = os.getloadavg()[0]
+  rows, notes = race_step_variants(
+      {"production": contextlib.nullcontext, label: patched},
+      "production", args, models=("SASRec",))
+  load = os.getloadavg()
+  paths = results.write(
+      args.name, rows, results.command_line(), args.out,
+      f"seq_steps.jax_runner's SASRec step at bench_seq's shapes, "
+      f"{args.steps} steps per dispatch; {label} = {described}, production "
+      "= models/dropout.dot_product_attention. Per round, seq/s: "
+      + " | ".join(notes) + f". {xla_flags.describe()} Load average: "
+      f"{load0:.2f} (1 min) at the start, {load[0]:.2f} at the end.")
+  print(paths[1].read_text())
