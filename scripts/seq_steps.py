@@ -194,7 +194,6 @@ def race_step_variants(contexts: dict, reference: str, args,
   return rows, notes
 
 
-
 def check_attention(fns: dict, depth: int):
   """Prints the loss and gradient sums of each attention_fn in `fns` (name
   -> function with dropout.dot_product_attention's signature) on a causal
