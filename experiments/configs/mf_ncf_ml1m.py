@@ -66,8 +66,8 @@ once): plain 0.7203 / 0.4482, refit 0.7227 / 0.4488, against 0.7207 /
   ... --name=mf_ncf_ml1m_l2_biases
       '--only=sgd,dim=64,epochs=320(,refit)?,l2-biases-seed[012]$'
 Minibatches of 128 at the same rate per example ('sgd,dim=64,epochs=320,
-batch=128', results/mf_ncf_ml1m_batch128.md, seed 0 only, about 17 s an
-epoch alone, best epoch 140): 0.7212 / 0.4466, within seed noise of batch
+batch=128', results/mf_ncf_ml1m_batch128.md, seed 0 only, 3,488 s of
+training for 172 epochs, best epoch 140): 0.7212 / 0.4466, within seed noise of batch
 1024's 0.7207 / 0.4458.
   ... --name=mf_ncf_ml1m_batch128 \
       '--only=sgd,dim=64,epochs=320,batch=128-seed0$'
