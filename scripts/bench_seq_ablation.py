@@ -1,6 +1,7 @@
-"""Same-run ablation of the attention's blocking options at bench_seq's
-shapes: SASRec's causal query blocks (causal_block) and both models'
-batch row blocks (row_block), each variant the production training step.
+"""Same-run ablation of the blocking options at bench_seq's shapes:
+SASRec's causal query blocks (causal_block), both models' attention row
+blocks (row_block) and their blocks' independent row groups (row_groups),
+each variant the production training step.
 
   JAXREC_DATA_DIR=/work/shared/data python scripts/bench_seq_ablation.py
 
@@ -26,11 +27,14 @@ from jaxrec import results, timing, xla_flags  # noqa: E402
 
 # model -> variants; the first is bench_seq's own setting, the baseline.
 VARIANTS = {
-    "SASRec": [dict(causal_block=50, row_block=0),
-               dict(causal_block=0, row_block=0),
-               dict(causal_block=50, row_block=8)],
-    "BERT4Rec": [dict(row_block=8), dict(row_block=0), dict(row_block=4),
-                 dict(row_block=16)]}
+    "SASRec": [dict(causal_block=50, row_block=0, row_groups=8),
+               dict(causal_block=50, row_block=0, row_groups=1),
+               dict(causal_block=50, row_block=0, row_groups=4),
+               dict(causal_block=50, row_block=0, row_groups=16),
+               dict(causal_block=0, row_block=0, row_groups=8)],
+    "BERT4Rec": [dict(row_block=8, row_groups=1),
+                 dict(row_block=8, row_groups=4),
+                 dict(row_block=0, row_groups=8)]}
 
 
 def label(options: dict) -> str:

@@ -38,7 +38,8 @@ SPECS = {
     "SASRec": dict(
         batch=128, loss="bce",
         model=dict(name="sasrec", max_len=MAX_LEN, dim=50, num_blocks=2,
-                   num_heads=1, dropout=0.2, pre_ln=True, causal_block=50),
+                   num_heads=1, dropout=0.2, pre_ln=True, causal_block=50,
+                   row_groups=8),
         optim=dict(name="adam", learning_rate=1e-3, b1=0.9, b2=0.98,
                    weight_decay=0.0, clip_norm=0.0, schedule="constant")),
     "BERT4Rec": dict(

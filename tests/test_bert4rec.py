@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pytest
 
 from jaxrec.models.bert4rec import BERT4Rec
 from jaxrec.train import sequential
@@ -168,11 +169,13 @@ def test_mask_budget_covers_every_step_with_little_to_spare():
   assert fullest <= budget <= 1.05 * fullest + 128
 
 
-def test_row_blocks_change_no_output_or_gradient():
-  """row_block only changes how the batch is traversed: the same hidden
-  states and parameter gradients without dropout."""
+@pytest.mark.parametrize("change", [dict(row_block=2), dict(row_groups=2),
+                                    dict(row_groups=8, row_block=2)])
+def test_row_blocks_change_no_output_or_gradient(change):
+  """row_block and row_groups only change how the batch is traversed:
+  the same hidden states and parameter gradients without dropout."""
   model, params = _model()
-  blocked = model.clone(row_block=2)
+  blocked = model.clone(**change)
   rng = np.random.default_rng(0)
   seq = jnp.asarray(rng.integers(0, 32, (5, L)), jnp.int32)
   np.testing.assert_allclose(blocked.apply(params, seq), model.apply(

@@ -166,11 +166,13 @@ def test_train_and_evaluate_end_to_end(tmp_path):
 
 @pytest.mark.parametrize("code", [False, True])
 @pytest.mark.parametrize("change", [dict(causal_block=3),
-                                    dict(causal_block=3, row_block=1)])
+                                    dict(causal_block=3, row_block=1),
+                                    dict(row_groups=2),
+                                    dict(causal_block=3, row_groups=5)])
 def test_causal_and_row_blocks_change_no_score(code, change):
-  """causal_block only skips the hidden upper triangle, row_block only
-  splits the batch: same hidden states at every real position, and still
-  causal."""
+  """causal_block only skips the hidden upper triangle, row_block and
+  row_groups only split the batch: same hidden states at every real
+  position, and still causal."""
   model, params = _model(sasrec_code=code)
   blocked = model.clone(**change)
   seq = jnp.array([[0, 0, 3, 7, 1, 9, 4, 2], [3, 7, 1, 9, 4, 2, 8, 5]])

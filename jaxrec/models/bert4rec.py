@@ -43,6 +43,10 @@ class BERT4Rec(nn.Module):
       batch 256, 82 MB per array) sets 8, but a same-run ablation
       (results/bench_seq_ablation.md) put 0, 4 and 16 within noise of it
       (paired medians 0.97x, 1.05x, 0.99x); the configs keep 0.
+    row_groups: the blocks run on this many independent groups of rows,
+      unrolled (`layers.in_row_groups`; the same function, each group
+      drawing its own dropout masks), as for SASRec; at bench_seq's
+      shapes it gained nothing here (results/bench_seq_ablation.md).
   """
 
   n_items: int
@@ -52,6 +56,7 @@ class BERT4Rec(nn.Module):
   num_heads: int = 2
   dropout: float = 0.1
   row_block: int = 0
+  row_groups: int = 1
 
   @property
   def mask_id(self) -> int:
@@ -87,8 +92,13 @@ class BERT4Rec(nn.Module):
     x = self.item_embed(seq) + self.pos_embed(position)
     x = self.drop(self.embed_ln(x), deterministic=not train)
     mask = layers.attention_mask(seq != 0, causal=False, segment=segment)
-    for block in self.blocks:
-      x = block(x, mask, train)
+
+    def encode(h, mask):
+      for block in self.blocks:
+        h = block(h, mask, train)
+      return h
+
+    x = layers.in_row_groups(encode, self.row_groups, x, mask)
     return self.transform_ln(nn.gelu(self.transform(x)))
 
   def output_layer(self) -> tuple[jnp.ndarray, jnp.ndarray]:

@@ -55,6 +55,12 @@ class SASRec(nn.Module):
       function: `layers.TransformerBlock`). At L = 200, with causal
       blocks of 50, rows in blocks of 8 ran at 0.88x the speed of the
       whole batch (results/bench_seq_ablation.md).
+    row_groups: the blocks run on this many independent groups of rows
+      (`layers.in_row_groups`), unrolled and not recomputed: the same
+      function, each group drawing its own dropout masks. On a CPU a
+      group's activations then stay in the per-core cache, and XLA runs
+      two groups' ops at once; on an accelerator keep 1.
+      results/bench_seq_ablation.md times it at bench_seq's shapes.
   """
 
   n_items: int
@@ -67,6 +73,7 @@ class SASRec(nn.Module):
   sasrec_code: bool = False
   causal_block: int = 50
   row_block: int = 0
+  row_groups: int = 1
 
   def setup(self):
     init = nn.initializers.xavier_uniform()
@@ -101,8 +108,13 @@ class SASRec(nn.Module):
     x = x + self.pos_embed(position)
     x = self.drop(x, deterministic=not train) * valid
     mask = layers.attention_mask(seq != 0, causal=True, segment=segment)
-    for block in self.blocks:
-      x = block(x, mask, train) * valid
+
+    def encode(h, mask, valid):
+      for block in self.blocks:
+        h = block(h, mask, train) * valid
+      return h
+
+    x = layers.in_row_groups(encode, self.row_groups, x, mask, valid)
     return self.final_ln(x)
 
   def item_logits(self, hidden: jnp.ndarray, items: jnp.ndarray
