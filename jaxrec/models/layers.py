@@ -213,9 +213,10 @@ def in_row_groups(fn, groups: int, x: jnp.ndarray, *others: jnp.ndarray
   concatenated: the same function when fn treats rows independently.
 
   x (B, ...) and every array of `others` with B rows are sliced alike
-  (`row_groups`); the rest pass whole. On a CPU, groups whose activations
-  fit the per-core cache run faster than one pass over the whole batch,
-  and XLA runs independent groups' ops on both cores at once.
+  (`row_groups`); the rest pass whole. The groups are unrolled, so their
+  ops are independent: on a CPU a group's activations can fit a core's
+  cache where the whole batch's do not, and XLA may run two groups' ops
+  at once (results/bench_seq_ablation.md measures SASRec's step).
   """
   b = x.shape[0]
   outs = [fn(x[rows], *(o[rows] if o.shape[0] == b else o for o in others))
