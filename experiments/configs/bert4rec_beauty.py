@@ -110,7 +110,8 @@ the padding id masked. Best epoch by validation bert4rec-popularity-100/NDCG@10.
 
 def bert4rec_model() -> ConfigDict:
   return ConfigDict(dict(name="bert4rec", max_len=50, dim=64, num_blocks=2,
-                         num_heads=2, dropout=0.1))
+                         num_heads=2, dropout=0.1,
+                         row_groups=1))  # CPU speed only: models/bert4rec.py
 
 
 def get_config():

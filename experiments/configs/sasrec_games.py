@@ -89,7 +89,8 @@ def sequential_config() -> ConfigDict:
   c.data.split = "loo-time"
   c.model = ConfigDict(dict(name="sasrec", max_len=50, dim=50, num_blocks=2,
                             num_heads=1, dropout=0.5, pre_ln=True,
-                            sasrec_code=True))
+                            sasrec_code=True,
+                            row_groups=1))  # CPU speed only: models/sasrec.py
   c.optim = ConfigDict(dict(name="adam", learning_rate=0.001, b1=0.9,
                             b2=0.98, weight_decay=0.0, clip_norm=0.0,
                             schedule="constant", warmup_steps=0))
