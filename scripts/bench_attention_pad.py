@@ -18,10 +18,8 @@ per round.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
-from unittest import mock
 
 import jax.numpy as jnp
 
@@ -60,25 +58,13 @@ def padded(query, key, value, bias=None, mask=None, broadcast_dropout=True,
   return out[..., :dv]
 
 
-@contextlib.contextmanager
-def patched():
-  """Traces the models with `padded` in place of production's attention."""
-  with mock.patch("jaxrec.models.layers.dot_product_attention", padded):
-    yield
-
-
-def check():
-  """Loss and gradient sums of production and padded on a causal toy."""
-  seq_steps.check_attention(
-      {"production": dropout.dot_product_attention, "pad16": padded},
-      depth=50)
-
-
 def main():
+  # Only the models' name: `padded` itself calls dropout's.
   seq_steps.attention_probe_main(
-      "bench_attention_pad", "pad16", patched, check,
+      "bench_attention_pad", "pad16", padded, 50,
       "each head's query, key and value zero-padded from 50 to 64 "
-      "columns around it, the output sliced back (this script)")
+      "columns around it, the output sliced back (this script)",
+      ("jaxrec.models.layers.dot_product_attention",))
 
 
 if __name__ == "__main__":

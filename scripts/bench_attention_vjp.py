@@ -15,10 +15,8 @@ and take turns (seq_steps.race_step_variants), paired per round.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
-from unittest import mock
 
 import jax
 import jax.numpy as jnp
@@ -92,25 +90,12 @@ def attention(query, key, value, bias=None, mask=None, broadcast_dropout=True,
   return out.reshape(b, h, lq, dv).transpose(0, 2, 1, 3)
 
 
-@contextlib.contextmanager
-def patched():
-  """Traces the models with `attention` in place of production's."""
-  with mock.patch("jaxrec.models.layers.dot_product_attention", attention), \
-       mock.patch("jaxrec.models.dropout.dot_product_attention", attention):
-    yield
-
-
-def check():
-  """Loss and gradient sums of production and attention on a causal toy."""
-  seq_steps.check_attention(
-      {"production": dropout.dot_product_attention, "custom_vjp": attention},
-      depth=8)
-
-
 def main():
   seq_steps.attention_probe_main(
-      "bench_attention_vjp", "custom_vjp", patched, check,
-      "the attention with a hand-written VJP (this script)")
+      "bench_attention_vjp", "custom_vjp", attention, 8,
+      "the attention with a hand-written VJP (this script)",
+      ("jaxrec.models.layers.dot_product_attention",
+       "jaxrec.models.dropout.dot_product_attention"))
 
 
 if __name__ == "__main__":

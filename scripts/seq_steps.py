@@ -211,17 +211,31 @@ def check_attention(fns: dict, depth: int):
     print(name, float(val), [float(jnp.abs(g).sum()) for g in grads])
 
 
-def attention_probe_main(name: str, label: str, patched, check, described):
-  """The command line of a probe that races an attention variant (traced
-  inside the context manager factory `patched`, named `label`) against
+def attention_probe_main(name: str, label: str, attention, depth: int,
+                         described: str, targets: tuple[str, ...]):
+  """The command line of a probe that races `attention` (an attention_fn
+  with dropout.dot_product_attention's signature, named `label`) against
   production in the SASRec step, paired per round, and writes
-  results/<name>; `--check` runs `check()` instead. `described` says what
-  the variant is, for the results note."""
+  results/<name>. The contender's models are traced with `attention`
+  patched in at each dotted name of `targets`. `--check` runs
+  check_attention on both at head width `depth` instead. `described` says
+  what the variant is, for the results note."""
+  from unittest import mock
+  from jaxrec.models import dropout
   parser = variant_parser(name, "smoke mode: batch 8, one round")
   parser.add_argument("--check", action="store_true")
   args = parser.parse_args()
   if args.check:
-    return check()
+    return check_attention({"production": dropout.dot_product_attention,
+                            label: attention}, depth)
+
+  @contextlib.contextmanager
+  def patched():
+    with contextlib.ExitStack() as stack:
+      for target in targets:
+        stack.enter_context(mock.patch(target, attention))
+      yield
+
   load0 = os.getloadavg()[0]
   rows, notes = race_step_variants(
       {"production": contextlib.nullcontext, label: patched},

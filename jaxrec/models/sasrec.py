@@ -59,9 +59,8 @@ class SASRec(nn.Module):
       (`layers.in_row_groups`), unrolled and not recomputed: the same
       function, each group drawing its own dropout masks. Meant for CPUs,
       where XLA runs two groups' independent ops at once on two cores;
-      on an accelerator keep 1. At
-      bench_seq's shapes (batch 128, L 200) 8 groups ran 1.11x the speed
-      of 1 (results/bench_seq_ablation.md).
+      on an accelerator keep 1. At bench_seq's shapes (batch 128, L 200)
+      8 groups ran 1.11x the speed of 1 (results/bench_seq_ablation.md).
   """
 
   n_items: int
