@@ -11,7 +11,7 @@ key and value to 64 columns before production's attention and slices the
 output back; zero columns add nothing to Q K^T or to the weighted values,
 so the function and its gradients are the same, and the query is
 pre-scaled so production's 1 / sqrt(width) stays 1 / sqrt(50). A probe:
-main keeps models/dropout.dot_product_attention unpadded. Both contenders
+main keeps models/attention.dot_product_attention unpadded. Both contenders
 are compiled once and take turns (seq_steps.race_step_variants), paired
 per round.
 """
@@ -27,7 +27,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import seq_steps  # noqa: E402
-from jaxrec.models import dropout  # noqa: E402
+from jaxrec.models import attention  # noqa: E402
 
 LANES = 16
 
@@ -35,7 +35,7 @@ LANES = 16
 def padded(query, key, value, bias=None, mask=None, broadcast_dropout=True,
            dropout_rng=None, dropout_rate=0.0, deterministic=False,
            dtype=None, precision=None, causal_block=0, row_block=0):
-  """dropout.dot_product_attention (same signature: flax passes only the
+  """attention.dot_product_attention (same signature: flax passes only the
   keywords an attention_fn names) on (B, L, H, Dh) inputs whose last axis
   is zero-padded to a multiple of LANES; same result."""
   options = dict(bias=bias, mask=mask, broadcast_dropout=broadcast_dropout,
@@ -46,20 +46,20 @@ def padded(query, key, value, bias=None, mask=None, broadcast_dropout=True,
   dh, dv = query.shape[-1], value.shape[-1]
   widths = [-(-n // LANES) * LANES for n in (dh, dv)]
   if widths == [dh, dv]:
-    return dropout.dot_product_attention(query, key, value, **options)
+    return attention.dot_product_attention(query, key, value, **options)
 
   def pad(x, width):
     return jnp.pad(x, [(0, 0)] * (x.ndim - 1) + [(0, width - x.shape[-1])])
 
   scale = jnp.sqrt(widths[0] / dh).astype(query.dtype)
-  out = dropout.dot_product_attention(
+  out = attention.dot_product_attention(
       pad(query * scale, widths[0]), pad(key, widths[0]),
       pad(value, widths[1]), **options)
   return out[..., :dv]
 
 
 def main():
-  # Only the models' name: `padded` itself calls dropout's.
+  # Only the models' name: `padded` itself calls attention's.
   seq_steps.attention_probe_main(
       "bench_attention_pad", "pad16", padded, 50,
       "each head's query, key and value zero-padded from 50 to 64 "

@@ -197,7 +197,7 @@ def race_step_variants(contexts: dict, reference: str, args,
 
 def check_attention(fns: dict, depth: int):
   """Prints the loss and gradient sums of each attention_fn in `fns` (name
-  -> function with dropout.dot_product_attention's signature) on a causal
+  -> function with attention.dot_product_attention's signature) on a causal
   toy with dropout and head width `depth`; they must agree to rounding."""
   b, l = 4, 20
   q, k, v = jax.random.normal(jax.random.key(0), (3, b, l, 1, depth))
@@ -214,19 +214,19 @@ def check_attention(fns: dict, depth: int):
 def attention_probe_main(name: str, label: str, attention, depth: int,
                          described: str, targets: tuple[str, ...]):
   """The command line of a probe that races `attention` (an attention_fn
-  with dropout.dot_product_attention's signature, named `label`) against
+  with attention.dot_product_attention's signature, named `label`) against
   production in the SASRec step, paired per round, and writes
   results/<name>. The contender's models are traced with `attention`
   patched in at each dotted name of `targets`. `--check` runs
   check_attention on both at head width `depth` instead. `described` says
   what the variant is, for the results note."""
   from unittest import mock
-  from jaxrec.models import dropout
+  from jaxrec.models import attention as production
   parser = variant_parser(name, "smoke mode: batch 8, one round")
   parser.add_argument("--check", action="store_true")
   args = parser.parse_args()
   if args.check:
-    return check_attention({"production": dropout.dot_product_attention,
+    return check_attention({"production": production.dot_product_attention,
                             label: attention}, depth)
 
   @contextlib.contextmanager
@@ -245,7 +245,7 @@ def attention_probe_main(name: str, label: str, attention, depth: int,
       args.name, rows, results.command_line(), args.out,
       f"seq_steps.jax_runner's SASRec step at bench_seq's shapes, "
       f"{args.steps} steps per dispatch; {label} = {described}, production "
-      "= models/dropout.dot_product_attention. Per round, seq/s: "
+      "= models/attention.dot_product_attention. Per round, seq/s: "
       + " | ".join(notes) + f". {xla_flags.describe()} Load average: "
       f"{load0:.2f} (1 min) at the start, {load[0]:.2f} at the end.")
   print(paths[1].read_text())

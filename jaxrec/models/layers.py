@@ -14,7 +14,8 @@ import jax
 import jax.numpy as jnp
 
 from jaxrec.models import matmul
-from jaxrec.models.dropout import Dropout, dot_product_attention
+from jaxrec.models.attention import dot_product_attention
+from jaxrec.models.dropout import Dropout
 
 
 class Tower(nn.Module):
@@ -119,10 +120,10 @@ class TransformerBlock(nn.Module):
     ln_epsilon: layer-norm epsilon.
     causal_block: > 0 when the mask is causal: attention in query blocks of
       this many rows that skip the hidden upper triangle (exact;
-      `dropout.dot_product_attention`).
+      `attention.dot_product_attention`).
     row_block: > 0: attention over the batch in blocks of this many rows,
       each recomputed in the backward pass, so a block's (rows, H, L, L)
-      arrays stay in cache (same function; `dropout.dot_product_attention`).
+      arrays stay in cache (same function; `attention.dot_product_attention`).
   """
 
   num_heads: int
