@@ -59,12 +59,10 @@ def padded(query, key, value, bias=None, mask=None, broadcast_dropout=True,
 
 
 def main():
-  # Only the models' name: `padded` itself calls attention's.
   seq_steps.attention_probe_main(
       "bench_attention_pad", "pad16", padded, 50,
       "each head's query, key and value zero-padded from 50 to 64 "
-      "columns around it, the output sliced back (this script)",
-      ("jaxrec.models.layers.dot_product_attention",))
+      "columns around it, the output sliced back (this script)")
 
 
 if __name__ == "__main__":

@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import os
 import sys
+from unittest import mock
 
 import jax
 import jax.numpy as jnp
@@ -211,16 +213,23 @@ def check_attention(fns: dict, depth: int):
     print(name, float(val), [float(jnp.abs(g).sum()) for g in grads])
 
 
+def models_attention(fn):
+  """A factory of the context in which the models' attention (the name
+  models/layers.py calls) is `fn`: only that name, so `fn` may itself call
+  attention.dot_product_attention."""
+  return functools.partial(
+      mock.patch, "jaxrec.models.layers.dot_product_attention", fn)
+
+
 def attention_probe_main(name: str, label: str, attention, depth: int,
-                         described: str, targets: tuple[str, ...]):
+                         described: str):
   """The command line of a probe that races `attention` (an attention_fn
   with attention.dot_product_attention's signature, named `label`) against
   production in the SASRec step, paired per round, and writes
-  results/<name>. The contender's models are traced with `attention`
-  patched in at each dotted name of `targets`. `--check` runs
-  check_attention on both at head width `depth` instead. `described` says
-  what the variant is, for the results note."""
-  from unittest import mock
+  results/<name>. The contender's models are traced inside
+  models_attention(attention). `--check` runs check_attention on both at
+  head width `depth` instead. `described` says what the variant is, for
+  the results note."""
   from jaxrec.models import attention as production
   parser = variant_parser(name, "smoke mode: batch 8, one round")
   parser.add_argument("--check", action="store_true")
@@ -229,16 +238,10 @@ def attention_probe_main(name: str, label: str, attention, depth: int,
     return check_attention({"production": production.dot_product_attention,
                             label: attention}, depth)
 
-  @contextlib.contextmanager
-  def patched():
-    with contextlib.ExitStack() as stack:
-      for target in targets:
-        stack.enter_context(mock.patch(target, attention))
-      yield
-
   load0 = os.getloadavg()[0]
   rows, notes = race_step_variants(
-      {"production": contextlib.nullcontext, label: patched},
+      {"production": contextlib.nullcontext,
+       label: models_attention(attention)},
       "production", args, models=("SASRec",))
   load = os.getloadavg()
   paths = results.write(
