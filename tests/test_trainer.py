@@ -11,7 +11,7 @@ from flax import struct
 
 from experiments.configs.base import base_config
 from jaxrec import parallel
-from jaxrec.train import families, trainer
+from jaxrec.train import families, records, trainer
 from jaxrec.train.step import TrainState
 
 _W = np.array([1.5, -2.0, 0.5], np.float32)
@@ -116,3 +116,35 @@ def test_unknown_family_is_named():
   c.family = "nope"
   with pytest.raises(ValueError, match="nope"):
     families.train_and_evaluate(c, "/nonexistent")
+
+
+def test_traced_test_changes_nothing_and_peaks_at_or_above_selection(
+    tmp_path):
+  plain = trainer.fit(_config(), tmp_path / "plain", _job())
+  config = _config()
+  config.eval.trace_test = True
+  traced = trainer.fit(config, tmp_path / "traced", _job())
+  untimed = lambda r: {k: v for k, v in r.items() if k != "train_seconds"}
+  assert untimed(traced) == untimed(plain)  # same training, selection, test
+  assert records.best_traced_test(tmp_path / "plain", "neg_mse") is None
+  logged = [json.loads(l) for l in (tmp_path / "traced/metrics.jsonl").open()]
+  trace = [r for r in logged if r["kind"] == "test_trace"]
+  assert [r["epoch"] for r in trace] == [1, 2, 3]
+  # The trace at the epoch chosen on validation is the reported test figure;
+  # its best epoch is on test, so it is at least as good (the leak).
+  chosen = next(r for r in trace if r["epoch"] == traced["best_epoch"])
+  assert chosen["neg_mse"] == traced["test"]["neg_mse"]
+  peak = records.best_traced_test(tmp_path / "traced", "neg_mse")
+  assert peak["neg_mse"] == max(r["neg_mse"] for r in trace)
+  assert peak["neg_mse"] >= traced["test"]["neg_mse"]
+
+
+def test_best_traced_test_keeps_the_earliest_of_a_tie(tmp_path):
+  log = records.MetricsLog(tmp_path)
+  for epoch, hr in [(1, 0.5), (2, 0.7), (3, 0.7), (4, 0.6)]:
+    log.write({"step": epoch, "epoch": epoch, "kind": "test_trace",
+               "HR@10": hr})
+    log.write({"step": epoch, "epoch": epoch, "kind": "valid", "HR@10": 0.9})
+  assert records.best_traced_test(tmp_path, "HR@10")["epoch"] == 2
+  with pytest.raises(KeyError, match="NDCG@10"):
+    records.best_traced_test(tmp_path, "NDCG@10")

@@ -59,4 +59,6 @@ def base_config() -> ml_collections.ConfigDict:
   c.eval.patience = 0             # evaluations without gain; 0 = off
   c.eval.chunk_size = 256         # users per full-ranking chunk
   c.eval.negatives_dir = ""       # '' -> <workdir>/eval_negatives
+  c.eval.trace_test = False       # also log test each epoch: a leaky
+                                  # diagnostic that never selects
   return c

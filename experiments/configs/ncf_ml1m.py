@@ -217,4 +217,17 @@ def get_sweep():
               _workdir("MLP-3", refit, seed))}),
           _run("NeuMF", refit, seed, factors,
                {"model.factors": factors, **again})]
+      # The plain rows again, with test also evaluated after every epoch
+      # (eval.trace_test), for the released code's reading: its best test
+      # HR over epochs.  Training and selection are the plain rows'.
+      trace = f"{variant},test-trace"
+      traced = {"eval.trace_test": True}
+      runs += [
+          _run("GMF", trace, seed, factors, {**_gmf(factors), **traced}),
+          _run("MLP-3", trace, seed, factors, {**_mlp(factors), **traced}),
+          _run("NeuMF", trace, seed, factors,
+               {"model.factors": factors, **traced}),
+          _run("NeuMF-pre", trace, seed, factors, {**traced, **_pretrained(
+              factors, _workdir("GMF", trace, seed),
+              _workdir("MLP-3", trace, seed))})]
   return runs

@@ -117,6 +117,23 @@ class MetricsLog:
       f.write(json.dumps(record, sort_keys=True) + "\n")
 
 
+def best_traced_test(workdir: Path, metric: str) -> dict | None:
+  """The 'test_trace' record (`eval.trace_test`) of `workdir` with the
+  highest `metric`, the earliest on a tie, as NCF's released code keeps its
+  best test HR; None when the run traced nothing.  Leaky by construction:
+  for comparing with papers that select on test, never for selecting."""
+  path = Path(workdir) / "metrics.jsonl"
+  if not path.exists():
+    return None
+  traced = [r for r in map(json.loads, path.read_text().splitlines())
+            if r.get("kind") == "test_trace"]
+  if not traced:
+    return None
+  if metric not in traced[0]:
+    raise KeyError(f"{path}: test_trace records hold {sorted(traced[0])}, "
+                   f"not {metric!r}")
+  return max(traced, key=lambda r: (r[metric], -r["epoch"]))
+
 
 def write_json(path: Path, obj) -> None:
   """Writes JSON atomically (a reader never sees half a file)."""

@@ -10,7 +10,9 @@ Resume order: the newest good checkpoint in `<workdir>/checkpoints`, else
 `job.init(template)`, else scratch.  The host never waits on the device
 between dispatches: metrics stay on device until a log point, an evaluation
 or a checkpoint.  Model selection and early stopping read validation metrics
-only; the test set is evaluated once, on the best-by-validation state.
+only; the test set is evaluated once, on the best-by-validation state
+(`eval.trace_test` also logs it each epoch, as a leaky diagnostic that
+nothing reads).
 
 Legend: S = steps per epoch, B = batch size.
 """
@@ -331,5 +333,18 @@ class Trainer:
     logging.info("epoch %d valid %s", self.epoch, fmt(summary["valid"]))
     self.log.write({"step": step, "epoch": self.epoch, "kind": "valid",
                     **summary["valid"]})
+    if ec.get("trace_test") and "test" in self.job.roles:
+      self._trace_test(params, step)
     self._save(metric=value)
     return self._stopped_early()
+
+  def _trace_test(self, params, step: int):
+    """`eval.trace_test`: logs this epoch's test metrics as 'test_trace'.
+
+    A leaky diagnostic, for comparing with papers whose code picks the epoch
+    on test (NCF's released code keeps its best test HR): nothing here
+    selects, stops or checkpoints, so the run is the same without it.
+    """
+    traced, _ = self.job.evaluate(params, ("test",), False)
+    self.log.write({"step": step, "epoch": self.epoch, "kind": "test_trace",
+                    **traced["test"]})
