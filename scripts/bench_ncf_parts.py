@@ -10,7 +10,11 @@ benchmarked step), plain SGD on the tables with Adam on the dense layers,
 and frozen tables (optax.set_to_zero: XLA then drops their gradient's
 scatter as well).  The differences split a step into dense compute, the
 tables' gradient (zero-filled dense table + scatter) and SGD, and Adam's
-extra passes over its two moment tables.  PyTorch's Adam step (bench_ncf's
+extra passes over its two moment tables.  A fourth JAX contender runs
+Adam's pass over the tables alone (zero gradient, no model): dense compute
+plus that pass is the floor of XLA's exact dense-Adam step here, and a
+fifth streams one table-sized array, so that three times it bounds any
+kernel's pass by memory traffic alone.  PyTorch's Adam step (bench_ncf's
 torch_runner) runs beside, so the 3x target's time budget comes from the
 same rounds.  Writes results/bench_ncf_parts.*.
 """
@@ -22,6 +26,7 @@ import os
 import sys
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 
@@ -67,6 +72,58 @@ def table_floats(name: str) -> int:
              jax.tree_util.tree_leaves_with_path(shapes) if _is_table(path))
 
 
+def adam_pass_runner(name: str):
+  """(run, examples per call): Adam 1e-3 on the model's embedding tables
+  alone with a zero gradient, STEPS times per dispatch (lax.scan, state
+  donated).  No model, gradient table or scatter: only the pass over the
+  tables that every exact dense-Adam step makes (each row's moments decay
+  even when the batch misses it), so dense_ms plus this is a floor for the
+  whole step."""
+  ids = jnp.ones((1,), jnp.int32)
+  params = jax.jit(bench_ncf._jax_model(name, FACTORS).init)(
+      jax.random.key(0), ids, ids)
+  tables = {jax.tree_util.keystr(path): x for path, x in
+            jax.tree_util.tree_leaves_with_path(params) if _is_table(path)}
+  opt = optax.adam(1e-3)
+
+  def step(carry, _):
+    tables, opt_state = carry
+    zero = jax.tree.map(jnp.zeros_like, tables)
+    updates, opt_state = opt.update(zero, opt_state, tables)
+    return (optax.apply_updates(tables, updates), opt_state), None
+
+  scan = jax.jit(lambda c: jax.lax.scan(step, c, None, length=STEPS)[0],
+                 donate_argnums=0)
+  box = {"c": (tables, opt.init(tables))}
+
+  def run():
+    box["c"] = scan(box["c"])
+    jax.block_until_ready(box["c"])
+
+  run()  # compiles
+  return run, STEPS * BATCH
+
+
+def stream_runner(name: str):
+  """(run, examples per call): one array the size of the model's tables
+  read and written once per step (x * 0.999, lax.scan, donated).  Exact
+  dense Adam must stream three such arrays (parameter and both moments)
+  in and out every step, so 3x this is a floor set by memory traffic
+  alone, whatever the kernel."""
+  x = jnp.ones((table_floats(name),), jnp.float32)
+  scan = jax.jit(lambda x: jax.lax.scan(lambda x, _: (x * 0.999, None), x,
+                                        None, length=STEPS)[0],
+                 donate_argnums=0)
+  box = {"x": x}
+
+  def run():
+    box["x"] = scan(box["x"])
+    jax.block_until_ready(box["x"])
+
+  run()  # compiles
+  return run, STEPS * BATCH
+
+
 def main():
   parser = argparse.ArgumentParser()
   parser.add_argument("--out", default="results")
@@ -74,10 +131,13 @@ def main():
   parser.add_argument("--repeats", type=int, default=3)
   args = parser.parse_args()
   load0 = os.getloadavg()[0]
+  peak = timing.matmul_peak_flops()
   rows, per_round_notes = [], []
   for name in ("GMF", "MLP-3", "NeuMF"):
     calls = {k: bench_ncf.jax_runner(name, FACTORS, BATCH, STEPS, make())
              for k, make in SETUPS.items()}
+    calls["adam_pass"] = adam_pass_runner(name)
+    calls["stream"] = stream_runner(name)
     calls["torch_adam"] = bench_ncf.torch_runner(name, FACTORS, BATCH, 64)
     rates = timing.interleaved_rates(calls, args.rounds, args.repeats)
     ms = {k: 1e3 * BATCH / float(np.median(v)) for k, v in rates.items()}
@@ -89,6 +149,11 @@ def main():
         "dense_ms": ms["tables_frozen"],
         "tables_grad_sgd_ms": ms["tables_sgd"] - ms["tables_frozen"],
         "adam_moments_ms": ms["adam"] - ms["tables_sgd"],
+        "floor_ms": ms["tables_frozen"] + ms["adam_pass"],
+        "traffic_floor_ms": ms["tables_frozen"] + 3 * ms["stream"],
+        "stream_gb_per_s": 8 * table_floats(name) / ms["stream"] / 1e6,
+        "ideal_floor_ms": (1e3 * BATCH * bench_ncf.flops_per_example(
+            name, FACTORS) / peak + 3 * ms["stream"]),
         "budget_3x_ms": ms["torch_adam"] / 3,
         "table_params": float(table_floats(name)),
     })
@@ -101,7 +166,10 @@ def main():
       f"JAX: bench_ncf.jax_runner, {STEPS} steps per dispatch (lax.scan, "
       "state donated), milliseconds per step of "
       f"{BATCH} examples; torch_adam: bench_ncf.torch_runner (eager "
-      "PyTorch, dense nn.Embedding, torch.optim.Adam). The four take "
+      "PyTorch, dense nn.Embedding, torch.optim.Adam); adam_pass: Adam on "
+      "the tables alone with a zero gradient (adam_pass_runner: no model, "
+      "no gradient table, no scatter); stream: one table-sized array read "
+      "and written per step (stream_runner). The six take "
       f"turns in {args.rounds} rounds of {args.repeats} timed calls "
       "(timing.interleaved_rates); a figure is the median over rounds. "
       "dense_ms = tables frozen; tables_grad_sgd_ms = SGD on the tables "
@@ -110,6 +178,13 @@ def main():
       "the tables (XLA's CPU backend makes no multi-output fusion, so "
       "Adam's first moment, second moment and parameter update are three "
       "passes over each table, two of them reading the gradient table); "
+      "floor_ms = dense_ms + adam_pass_ms, the step time with the tables' "
+      "work cut to the one pass exact dense Adam cannot skip; "
+      "traffic_floor_ms = dense_ms + 3 x stream_ms, the same floor set by "
+      "memory traffic alone (three table-sized arrays in and out); "
+      "ideal_floor_ms = the dense layers' FLOPs (forward + backward) at the "
+      f"measured float32 matmul peak ({peak / 1e9:.0f} GFLOP/s) + 3 x "
+      "stream_ms; "
       "budget_3x_ms = the step time the issue's 3x target allows. Per "
       "round, ms per step: " + " | ".join(per_round_notes) + ". "
       f"{xla_flags.describe()} Load average: {load0:.2f} (1 min) at the "
