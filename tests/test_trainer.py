@@ -148,3 +148,30 @@ def test_best_traced_test_keeps_the_earliest_of_a_tie(tmp_path):
   assert records.best_traced_test(tmp_path, "HR@10")["epoch"] == 2
   with pytest.raises(KeyError, match="NDCG@10"):
     records.best_traced_test(tmp_path, "NDCG@10")
+
+
+def test_select_role_test_picks_the_best_test_epoch_and_says_so(tmp_path):
+  plain = trainer.fit(_config(), tmp_path / "plain", _job())
+  assert "selected_on" not in plain
+  config = _config()
+  config.eval.select_role = "test"
+  leaky = trainer.fit(config, tmp_path / "leaky", _job())
+  assert leaky["selected_on"] == "test"
+  logged = [json.loads(l) for l in (tmp_path / "leaky/metrics.jsonl").open()]
+  assert not [r for r in logged if r["kind"] == "valid"]
+  chosen = [r for r in logged if r["kind"] == "select_on_test"]
+  best = max(chosen, key=lambda r: r["neg_mse"])
+  assert leaky["best_epoch"] == best["epoch"]
+  assert leaky["test"]["neg_mse"] == best["neg_mse"]
+  assert leaky["test"]["neg_mse"] >= plain["test"]["neg_mse"]
+
+
+def test_select_role_is_checked_and_refuses_a_refit(tmp_path):
+  config = _config()
+  config.eval.select_role = "tset"
+  with pytest.raises(ValueError, match="tset"):
+    trainer.fit(config, tmp_path / "typo", _job())
+  config.eval.select_role = "test"
+  config.train.refit = True
+  with pytest.raises(ValueError, match="refit"):
+    trainer.fit_with_refit(config, tmp_path / "refit", _job, None)

@@ -61,4 +61,6 @@ def base_config() -> ml_collections.ConfigDict:
   c.eval.negatives_dir = ""       # '' -> <workdir>/eval_negatives
   c.eval.trace_test = False       # also log test each epoch: a leaky
                                   # diagnostic that never selects
+  c.eval.select_role = "valid"    # 'test': select and stop on test, as
+                                  # some papers' code does (leaky)
   return c

@@ -12,7 +12,9 @@ between dispatches: metrics stay on device until a log point, an evaluation
 or a checkpoint.  Model selection and early stopping read validation metrics
 only; the test set is evaluated once, on the best-by-validation state
 (`eval.trace_test` also logs it each epoch, as a leaky diagnostic that
-nothing reads).
+nothing reads).  `eval.select_role='test'` selects and stops on test
+instead, as some papers' released code does: leaky by design, for
+reproducing such a paper's reading, never for a result of ours.
 
 Legend: S = steps per epoch, B = batch size.
 """
@@ -87,9 +89,11 @@ def fit(config, workdir: str | Path, job: Job, info: dict | None = None
   summary, per_user = job.evaluate(trainer.best_params(), job.roles, True)
   for role in summary:
     logging.info("best %s: %s", role, fmt(summary[role]))
+  leaky = {"selected_on": "test"} if trainer.select_role == "test" else {}
   return finish(workdir, summary, per_user, {
       **(info or {}), "train_seconds": seconds, "epochs": trainer.epoch,
-      "best_epoch": trainer.best_epoch, "best_step": trainer.best_step})
+      "best_epoch": trainer.best_epoch, "best_step": trainer.best_step,
+      **leaky})
 
 
 def fit_with_refit(config, workdir: str | Path, job: Callable[[], Job],
@@ -107,6 +111,9 @@ def fit_with_refit(config, workdir: str | Path, job: Callable[[], Job],
   recorded.  Returns what `fit` returns, plus 'refit_epochs'.
   """
   workdir = Path(workdir)
+  if _select_role(config) != "valid":
+    raise ValueError("train.refit picks its epoch count on validation; "
+                     f"eval.select_role={_select_role(config)!r} cannot refit")
   records.write_run_header(workdir, config)
   fixed = int(config.train.get("refit_epochs") or 0)
   summary, per_user, seconds, epochs, best_step = {}, {}, 0.0, 0, None
@@ -140,6 +147,14 @@ def fit_with_refit(config, workdir: str | Path, job: Callable[[], Job],
       "epochs": epochs or best_epoch, "best_step": best_step,
       "refit_epochs": best_epoch, "best_epoch": best_epoch,
       "seconds_per_epoch": seconds / max(epochs + best_epoch, 1)})
+
+
+def _select_role(config) -> str:
+  """`eval.select_role`: 'valid' (the default) or 'test' (leaky)."""
+  role = config.eval.get("select_role", "valid")
+  if role not in ("valid", "test"):
+    raise ValueError(f"eval.select_role={role!r}: expected 'valid' or 'test'")
+  return role
 
 
 def finish(workdir: Path, summary: dict, per_user: dict, extra: dict) -> dict:
@@ -177,7 +192,12 @@ class Trainer:
 
   def __init__(self, config, workdir: Path, job: Job):
     self.config, self.job = config, job
-    self.validates = "valid" in job.roles
+    self.select_role = _select_role(config)
+    self.validates = self.select_role in job.roles
+    if self.select_role == "test" and self.validates:
+      logging.warning("eval.select_role='test': the epoch is chosen and "
+                      "training stopped on the TEST set (leaky; for "
+                      "reproducing a paper's reading, never a result)")
     tc = config.train
     self.step_key = jax.random.split(jax.random.key(config.seed))[1]
     self.launcher = parallel.make_launcher(
@@ -323,17 +343,19 @@ class Trainer:
       self._save()  # no validation now: the newest state is the result
       return False
     params = self.launcher.get_state(self.state).params
-    summary, _ = self.job.evaluate(params, ("valid",), False)
-    value = summary["valid"][self.job.select]
+    role = self.select_role
+    summary, _ = self.job.evaluate(params, (role,), False)
+    value = summary[role][self.job.select]
     if self.best is None or value > self.best:
       self.best, self.best_step, self.bad_evals = value, step, 0
       self.best_epoch = self.epoch
     else:
       self.bad_evals += 1
-    logging.info("epoch %d valid %s", self.epoch, fmt(summary["valid"]))
-    self.log.write({"step": step, "epoch": self.epoch, "kind": "valid",
-                    **summary["valid"]})
-    if ec.get("trace_test") and "test" in self.job.roles:
+    kind = "valid" if role == "valid" else "select_on_test"
+    logging.info("epoch %d %s %s", self.epoch, kind, fmt(summary[role]))
+    self.log.write({"step": step, "epoch": self.epoch, "kind": kind,
+                    **summary[role]})
+    if ec.get("trace_test") and role == "valid" and "test" in self.job.roles:
       self._trace_test(params, step)
     self._save(metric=value)
     return self._stopped_early()
