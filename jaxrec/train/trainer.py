@@ -52,7 +52,8 @@ class Job:
       `negatives.epoch_rng(config.seed, epoch)`, so an epoch is replayable.
     evaluate: scores `roles` with `params`; `final=False` is the per-epoch
       validation and may skip costly protocols.
-    select: the validation metric that picks the best state (higher wins).
+    select: the metric that picks the best state (higher wins), read on
+      validation (on test under the leaky eval.select_role='test').
     roles: evaluated once at the end; without 'valid' every epoch is saved
       and the last one is the result.
     init: applied to the template on a fresh start (pretrained weights).
