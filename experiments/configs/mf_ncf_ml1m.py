@@ -170,11 +170,4 @@ def get_sweep():
                 overrides={**row["overrides"], "train.batch_size": 128,
                            "optim.learning_rate": 0.004 * 128})
            for row in longer]
-  # The 320-epoch rows again with test also evaluated at every validation
-  # (eval.trace_test), for scripts/summarise_test_trace.py's reading on the
-  # best test epoch.  Training and selection are those rows'.
-  traced = [dict(row, variant=row["variant"] + ",test-trace",
-                 overrides={**row["overrides"], "eval.trace_test": True})
-            for row in longer + theirs]
-  return (adam + sgd + longer + theirs + refit + anything + biases + small
-          + traced)
+  return adam + sgd + longer + theirs + refit + anything + biases + small
