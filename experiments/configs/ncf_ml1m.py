@@ -74,6 +74,24 @@ as phase 1 (MLP-3-8 about 4 min, NeuMF-8 about 8 min a seed, alone).
   ... --name=ncf_ml1m_refit \
       --only='^((GMF|MLP-3|NeuMF-pre)-factors=(8|16)|NeuMF-factors=8|MLP-3-factors=32),refit-seed[012]$'
 
+The released code (NeuMF.py, GMF.py, MLP.py) evaluates test after every
+epoch and reports, and saves for pre-training, its best test HR@10.  Two
+leaky readings of our runs measure how much of the gap that explains:
+'<F>,test-trace' rows are the plain rows with test also logged every epoch
+(eval.trace_test; results/ncf_ml1m_test_trace.md, 64 factors, 3 seeds,
+about 20 minutes a seed): on the best test epoch GMF .6941 -> .6998,
+MLP-3 .6955 -> .6999 (paper .702), NeuMF-pre .7115 -> .7125 (paper .730).
+  ... --name=ncf_ml1m_test_trace64 \
+      --only='^(GMF|MLP-3|NeuMF-pre)-factors=64,test-trace-seed[012]$'
+  python scripts/summarise_test_trace.py --config=<this file> \
+      --workdir=<the sweep root> --only=<the same> --name=ncf_ml1m_test_trace
+'<F>,select-on-test' rows select and stop on test HR@10 throughout
+(eval.select_role='test'), so NeuMF-pre also starts from halves chosen on
+test, as the authors' pre-training files were
+(results/ncf_ml1m_select_on_test.md).
+  ... --name=ncf_ml1m_select_on_test \
+      --only='^(GMF|MLP-3|NeuMF-pre)-factors=64,select-on-test-seed[012]$'
+
 Paper, HR@10 / NDCG@10 (factors 8, 16, 32, 64):
   NeuMF with pre-training:    .684/.403 .707/.426 .726/.445 .730/.447
   NeuMF without pre-training: .688/.410 .696/.420 .701/.425 .705/.426
