@@ -177,6 +177,22 @@ def _pretrained(factors, gmf, mlp, optimiser="sgd", lr=0.001):
           "optim.learning_rate": lr}
 
 
+def _neumf(variant, seed, factors, extra):
+  return _run("NeuMF", variant, seed, factors,
+              {"model.factors": factors, **extra})
+
+
+def _trio(variant, seed, factors, extra):
+  """GMF, MLP-3 and NeuMF-pre rows of `variant`, each with the `extra`
+  overrides; NeuMF-pre fine-tunes this variant's GMF and MLP-3 runs."""
+  return [
+      _run("GMF", variant, seed, factors, {**_gmf(factors), **extra}),
+      _run("MLP-3", variant, seed, factors, {**_mlp(factors), **extra}),
+      _run("NeuMF-pre", variant, seed, factors, {**extra, **_pretrained(
+          factors, _workdir("GMF", variant, seed),
+          _workdir("MLP-3", variant, seed))})]
+
+
 def get_sweep():
   runs = []
   for factors in FACTORS:
@@ -186,8 +202,7 @@ def get_sweep():
       mlp = _workdir("MLP-3", variant, seed)
       runs += [_run("GMF", variant, seed, factors, _gmf(factors)),
                _run("MLP-3", variant, seed, factors, _mlp(factors)),
-               _run("NeuMF", variant, seed, factors,
-                    {"model.factors": factors})]
+               _neumf(variant, seed, factors, {})]
       # NeuMF-pre: plain SGD as the paper's text says; SGD at 0.005, the
       # largest rate of the paper's grid, since 0.001 barely moves it; Adam
       # at lr 0.001 as the authors' README runs it (`--learner adam`); Adam
@@ -204,14 +219,8 @@ def get_sweep():
       # Early stopping (patience 4) still ends a run once it stops gaining.
       long = f"{variant},epochs={LONG_EPOCHS}"
       epochs = {"train.epochs": LONG_EPOCHS}
-      runs += [
-          _run("GMF", long, seed, factors, {**_gmf(factors), **epochs}),
-          _run("MLP-3", long, seed, factors, {**_mlp(factors), **epochs}),
-          _run("NeuMF", long, seed, factors,
-               {"model.factors": factors, **epochs}),
-          _run("NeuMF-pre", long, seed, factors, {**epochs, **_pretrained(
-              factors, _workdir("GMF", long, seed),
-              _workdir("MLP-3", long, seed))})]
+      runs += _trio(long, seed, factors, epochs) + [
+          _neumf(long, seed, factors, epochs)]
       # The released code's MLP embeddings (half its layers[0], twice the
       # paper's text: models/ncf.py embed_dim); GMF is unchanged.
       code = f"{variant},code-embed"
@@ -219,8 +228,7 @@ def get_sweep():
       runs += [
           _run("MLP-3", code, seed, factors,
                _mlp(factors, embed_dim=factors * 4)),
-          _run("NeuMF", code, seed, factors,
-               {"model.factors": factors, **embed}),
+          _neumf(code, seed, factors, embed),
           _run("NeuMF-pre", code, seed, factors, {**embed, **_pretrained(
               factors, gmf, _workdir("MLP-3", code, seed))})]
       # Refit: the epoch count chosen on validation as above, then the
@@ -229,27 +237,15 @@ def get_sweep():
       # halves' refits (train/loop.py).  Phase 1 is the plain row's run.
       refit = f"{variant},refit"
       again = {"train.refit": True}
-      runs += [
-          _run("GMF", refit, seed, factors, {**_gmf(factors), **again}),
-          _run("MLP-3", refit, seed, factors, {**_mlp(factors), **again}),
-          _run("NeuMF-pre", refit, seed, factors, {**again, **_pretrained(
-              factors, _workdir("GMF", refit, seed),
-              _workdir("MLP-3", refit, seed))}),
-          _run("NeuMF", refit, seed, factors,
-               {"model.factors": factors, **again})]
+      runs += _trio(refit, seed, factors, again) + [
+          _neumf(refit, seed, factors, again)]
       # The plain rows again, with test also evaluated after every epoch
       # (eval.trace_test), for the released code's reading: its best test
       # HR over epochs.  Training and selection are the plain rows'.
       trace = f"{variant},test-trace"
       traced = {"eval.trace_test": True}
-      runs += [
-          _run("GMF", trace, seed, factors, {**_gmf(factors), **traced}),
-          _run("MLP-3", trace, seed, factors, {**_mlp(factors), **traced}),
-          _run("NeuMF", trace, seed, factors,
-               {"model.factors": factors, **traced}),
-          _run("NeuMF-pre", trace, seed, factors, {**traced, **_pretrained(
-              factors, _workdir("GMF", trace, seed),
-              _workdir("MLP-3", trace, seed))})]
+      runs += _trio(trace, seed, factors, traced) + [
+          _neumf(trace, seed, factors, traced)]
       # The released code's whole reading (eval.select_role='test', leaky):
       # GMF, MLP-3 and NeuMF-pre each keep their epoch of best test HR@10,
       # and NeuMF-pre starts from the GMF and MLP-3 so chosen, as the
@@ -257,10 +253,5 @@ def get_sweep():
       leak = f"{variant},select-on-test"
       on_test = {"eval.select_role": "test",
                  "eval.select": "ncf-sampled-99/HR@10"}
-      runs += [
-          _run("GMF", leak, seed, factors, {**_gmf(factors), **on_test}),
-          _run("MLP-3", leak, seed, factors, {**_mlp(factors), **on_test}),
-          _run("NeuMF-pre", leak, seed, factors, {**on_test, **_pretrained(
-              factors, _workdir("GMF", leak, seed),
-              _workdir("MLP-3", leak, seed))})]
+      runs += _trio(leak, seed, factors, on_test)
   return runs
