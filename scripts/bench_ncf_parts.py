@@ -77,8 +77,8 @@ def adam_pass_runner(name: str):
   alone with a zero gradient, STEPS times per dispatch (lax.scan, state
   donated).  No model, gradient table or scatter: only the pass over the
   tables that every exact dense-Adam step makes (each row's moments decay
-  even when the batch misses it), so dense_ms plus this is a floor for the
-  whole step."""
+  even when the batch misses it), so dense_ms plus this is a floor for a
+  step whose tables use optax's Adam as XLA compiles it."""
   ids = jnp.ones((1,), jnp.int32)
   params = jax.jit(bench_ncf._jax_model(name, FACTORS).init)(
       jax.random.key(0), ids, ids)
