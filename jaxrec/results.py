@@ -48,9 +48,7 @@ def aggregate(runs: list[dict], metrics: tuple[str, ...]) -> list[dict]:
         values = [r["result"]["test"].get(f"{protocol}/{m}") for r in members]
         if any(v is None for v in values):
           continue
-        stats[m] = {"mean": float(np.mean(values)),
-                    "std": float(np.std(values, ddof=1)) if len(values) > 1
-                    else 0.0}
+        stats[m] = seed_stats(values)
       rows.append({
           "model": model, "variant": variant, "dataset": first["dataset"],
           "protocol": protocol, "metrics": stats,
@@ -62,6 +60,13 @@ def aggregate(runs: list[dict], metrics: tuple[str, ...]) -> list[dict]:
                                           for r in members])),
           **_mean_best_epoch(members)})
   return rows
+
+
+def seed_stats(values: list[float]) -> dict:
+  """{'mean', 'std'} of one metric over seeds (std with ddof 1; 0 for a
+  single seed)."""
+  return {"mean": float(np.mean(values)),
+          "std": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0}
 
 
 def _mean_best_epoch(members: list[dict]) -> dict:

@@ -65,11 +65,6 @@ def traced_runs(sweep: list[dict], root: Path, only: str
   return runs, missing
 
 
-def _stats(values: list[float]) -> dict:
-  return {"mean": float(np.mean(values)),
-          "std": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0}
-
-
 def two_readings(runs: list[dict]) -> list[dict]:
   """Per (model, variant), in first-seen order: the row on the epoch chosen
   on validation, then the row on the best test epoch; 'best_epoch' is the
@@ -88,11 +83,12 @@ def two_readings(runs: list[dict]) -> list[dict]:
               "epochs": float(np.mean([r["result"]["epochs"]
                                        for r in members]))}
     rows.append({**common, "protocol": protocol, "metrics": {
-        m: _stats([r["result"]["test"][key(m)] for r in members])
+        m: results.seed_stats([r["result"]["test"][key(m)] for r in members])
         for m in METRICS}, "best_epoch": float(np.mean(
             [r["result"]["best_epoch"] for r in members]))})
     rows.append({**common, "protocol": protocol + LEAKY, "metrics": {
-        m: _stats([r["peak"][key(m)] for r in members]) for m in METRICS},
+        m: results.seed_stats([r["peak"][key(m)] for r in members])
+        for m in METRICS},
         "best_epoch": float(np.mean([r["peak"]["epoch"] for r in members]))})
   return rows
 

@@ -175,3 +175,15 @@ def test_select_role_is_checked_and_refuses_a_refit(tmp_path):
   config.train.refit = True
   with pytest.raises(ValueError, match="refit"):
     trainer.fit_with_refit(config, tmp_path / "refit", _job, None)
+
+
+def test_a_bad_metrics_line_is_named_by_file_and_line(tmp_path):
+  log = records.MetricsLog(tmp_path)
+  log.write({"step": 1, "epoch": 1, "kind": "test_trace", "HR@10": 0.5})
+  with log.path.open("a") as f:
+    f.write('{"step": 2, "kind": "test_tr\n')      # a write cut short
+  with pytest.raises(ValueError, match=r"metrics\.jsonl:2: expected one JSON"):
+    records.best_traced_test(tmp_path, "HR@10")
+  with pytest.raises(ValueError, match=r"metrics\.jsonl:2"):
+    log.truncate_after(1)
+  assert log.path.read_text().count("\n") == 2      # nothing was dropped

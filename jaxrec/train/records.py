@@ -106,15 +106,36 @@ class MetricsLog:
 
   def truncate_after(self, step: int) -> None:
     """Drops records past `step`: a resumed run replays those steps."""
-    if not self.path.exists():
-      return
-    keep = [line for line in self.path.read_text().splitlines()
-            if line and json.loads(line).get("step", 0) <= step]
-    self.path.write_text("".join(line + "\n" for line in keep))
+    keep = [r for r in read_metrics(self.path) if r.get("step", 0) <= step]
+    if self.path.exists():
+      self.path.write_text("".join(json.dumps(r, sort_keys=True) + "\n"
+                                   for r in keep))
 
   def write(self, record: dict) -> None:
     with self.path.open("a") as f:
       f.write(json.dumps(record, sort_keys=True) + "\n")
+
+
+def read_metrics(path: Path) -> list[dict]:
+  """The records of a metrics.jsonl ([] when it does not exist); a line that
+  is not a JSON object is an error naming the file and line."""
+  path = Path(path)
+  if not path.exists():
+    return []
+  out = []
+  for n, line in enumerate(path.read_text().splitlines(), start=1):
+    if not line:
+      continue
+    try:
+      record = json.loads(line)
+    except json.JSONDecodeError as e:
+      raise ValueError(f"{path}:{n}: expected one JSON object per line "
+                       f"({e.msg})") from None
+    if not isinstance(record, dict):
+      raise ValueError(f"{path}:{n}: expected a JSON object, got "
+                       f"{type(record).__name__}")
+    out.append(record)
+  return out
 
 
 def best_traced_test(workdir: Path, metric: str) -> dict | None:
@@ -123,10 +144,7 @@ def best_traced_test(workdir: Path, metric: str) -> dict | None:
   best test HR; None when the run traced nothing.  Leaky by construction:
   for comparing with papers that select on test, never for selecting."""
   path = Path(workdir) / "metrics.jsonl"
-  if not path.exists():
-    return None
-  traced = [r for r in map(json.loads, path.read_text().splitlines())
-            if r.get("kind") == "test_trace"]
+  traced = [r for r in read_metrics(path) if r.get("kind") == "test_trace"]
   if not traced:
     return None
   if metric not in traced[0]:
