@@ -18,7 +18,7 @@ from absl import logging
 from jaxrec import evaluate
 from jaxrec.data import datasets, evalsets, negatives, splits
 from jaxrec.models.popularity import popularity_score_fn
-from jaxrec.train import records, setup, tasks, trainer
+from jaxrec.train import records, row_sparse, setup, tasks, trainer
 
 
 def _prepare_data(config, workdir: Path):
@@ -104,7 +104,24 @@ def _ranking_job(config, split: splits.Split, sets: dict, protocol: str,
                      epoch_batches=epoch_batches, evaluate=run_eval,
                      select=config.eval.select, roles=roles,
                      init=_pretrained_init(config.model.get("pretrained"),
-                                           train))
+                                           train),
+                     train_step=_tables_step(config.optim, model, loss))
+
+
+def _tables_step(optim, model, loss):
+  """The row-sparse Adam step when `optim.tables` asks for it, else None
+  (the launcher's own step)."""
+  tables = optim.get("tables", "dense")
+  if tables == "dense":
+    return None
+  if tables != "row_adam":
+    raise ValueError(f"unknown optim.tables {tables!r}; expected 'dense' or "
+                     "'row_adam'")
+  if optim.name != "adam" or optim.get("clip_norm", 0.0):
+    raise ValueError("optim.tables='row_adam' is Adam's step: it needs "
+                     f"optim.name='adam' without clipping, not {optim.name!r}"
+                     f" with clip_norm={optim.get('clip_norm', 0.0)}")
+  return row_sparse.make_train_step(model, loss, optim.learning_rate)
 
 
 SAMPLINGS = ("uniform", "popularity", "uniform-all")

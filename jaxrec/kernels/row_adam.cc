@@ -1,0 +1,167 @@
+// Exact dense Adam for embedding tables whose gradient is zero outside the
+// rows a batch touched: one pass over each table's parameter and moments,
+// reading the touched rows' gradients through a slot index.  An XLA FFI
+// handler for the CPU; jaxrec/kernels/__init__.py builds and calls it.
+//
+// Per element, with g = 0 on untouched rows (PyTorch's form of Adam):
+//   m <- (1 - b1) g + b1 m
+//   v <- (1 - b2) g^2 + b2 v
+//   p <- p + step * m / (sqrt(v) * inv_sqrt_bc2 + eps)
+// where step = -lr / (1 - b1^t) and inv_sqrt_bc2 = 1 / sqrt(1 - b2^t).
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstdint>
+#include <string>
+#include <thread>
+#include <vector>
+#include <cstdlib>
+
+#include "xla/ffi/api/ffi.h"
+
+namespace ffi = xla::ffi;
+
+namespace {
+
+struct Table {
+  float* p;
+  float* m;
+  float* v;
+  const int32_t* slot;  // (rows,): row r's gradient is g[slot[r]], or 0
+  const float* g;       // (n, dim)
+  int64_t rows, dim, n;
+};
+
+struct Coeffs {
+  float c1, b1, c2, b2, step, inv_sqrt_bc2, eps;
+};
+
+void Row(const Coeffs& c, float* p, float* m, float* v, int64_t dim) {
+  for (int64_t j = 0; j < dim; ++j) {
+    const float mj = c.b1 * m[j];
+    const float vj = c.b2 * v[j];
+    m[j] = mj;
+    v[j] = vj;
+    p[j] += c.step * mj / (std::sqrt(vj) * c.inv_sqrt_bc2 + c.eps);
+  }
+}
+
+void RowWithGrad(const Coeffs& c, float* p, float* m, float* v,
+                 const float* g, int64_t dim) {
+  for (int64_t j = 0; j < dim; ++j) {
+    const float mj = c.c1 * g[j] + c.b1 * m[j];
+    const float vj = c.c2 * (g[j] * g[j]) + c.b2 * v[j];
+    m[j] = mj;
+    v[j] = vj;
+    p[j] += c.step * mj / (std::sqrt(vj) * c.inv_sqrt_bc2 + c.eps);
+  }
+}
+
+void Rows(const Coeffs& c, const Table& t, int64_t lo, int64_t hi) {
+  for (int64_t r = lo; r < hi; ++r) {
+    const int64_t at = r * t.dim;
+    const int32_t s = t.slot[r];
+    if (s < 0 || s >= t.n) {
+      Row(c, t.p + at, t.m + at, t.v + at, t.dim);
+    } else {
+      RowWithGrad(c, t.p + at, t.m + at, t.v + at, t.g + s * t.dim, t.dim);
+    }
+  }
+}
+
+// Chunks of rows, taken in turn by the calling thread and the pool's.
+constexpr int64_t kChunkFloats = 1 << 15;
+
+void RunAll(ffi::ThreadPool& pool, const Coeffs& c,
+            const std::vector<Table>& tables) {
+  std::vector<std::pair<int64_t, int64_t>> chunks;  // (table, first row)
+  std::vector<int64_t> chunk_rows(tables.size());
+  for (size_t k = 0; k < tables.size(); ++k) {
+    chunk_rows[k] = std::max<int64_t>(1, kChunkFloats / std::max<int64_t>(1, tables[k].dim));
+    for (int64_t r = 0; r < tables[k].rows; r += chunk_rows[k]) chunks.push_back({k, r});
+  }
+  const int64_t total = chunks.size();
+  std::atomic<int64_t> next{0};
+  auto work = [&] {
+    for (int64_t i; (i = next.fetch_add(1, std::memory_order_relaxed)) < total;) {
+      const Table& t = tables[chunks[i].first];
+      const int64_t lo = chunks[i].second;
+      Rows(c, t, lo, std::min(t.rows, lo + chunk_rows[chunks[i].first]));
+    }
+  };
+  const int64_t cores = std::max<int64_t>(1, std::thread::hardware_concurrency());
+  const int64_t helpers = std::min<int64_t>({pool.num_threads(), cores - 1, total - 1});
+  std::atomic<int64_t> running{helpers};
+  for (int64_t h = 0; h < helpers; ++h) {
+    pool.Schedule([&work, &running] {
+      work();
+      running.fetch_sub(1, std::memory_order_release);
+    });
+  }
+  work();
+  while (running.load(std::memory_order_acquire) > 0) std::this_thread::yield();
+}
+
+ffi::Error RowAdamImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> scalars,
+                       ffi::RemainingArgs args, ffi::RemainingRets rets,
+                       double b1, double b2, double eps) {
+  if (scalars.element_count() != 2) {
+    return ffi::Error::InvalidArgument("scalars must be (step, inv_sqrt_bc2)");
+  }
+  if (args.size() % 5 || rets.size() * 5 != args.size() * 3) {
+    return ffi::Error::InvalidArgument(
+        "expected 5 inputs (p, m, v, slot, g) and 3 outputs per table");
+  }
+  std::vector<Table> tables;
+  for (size_t k = 0; k < args.size() / 5; ++k) {
+    auto p = args.get<ffi::Buffer<ffi::F32, 2>>(5 * k);
+    auto m = args.get<ffi::Buffer<ffi::F32, 2>>(5 * k + 1);
+    auto v = args.get<ffi::Buffer<ffi::F32, 2>>(5 * k + 2);
+    auto slot = args.get<ffi::Buffer<ffi::S32, 1>>(5 * k + 3);
+    auto g = args.get<ffi::Buffer<ffi::F32, 2>>(5 * k + 4);
+    auto po = rets.get<ffi::Buffer<ffi::F32, 2>>(3 * k);
+    auto mo = rets.get<ffi::Buffer<ffi::F32, 2>>(3 * k + 1);
+    auto vo = rets.get<ffi::Buffer<ffi::F32, 2>>(3 * k + 2);
+    if (p.has_error() || m.has_error() || v.has_error() || slot.has_error() ||
+        g.has_error() || po.has_error() || mo.has_error() || vo.has_error()) {
+      return ffi::Error::InvalidArgument(
+          "table " + std::to_string(k) + ": expected float32 (rows, dim) p, "
+          "m, v, int32 (rows,) slot and float32 (n, dim) g");
+    }
+    const auto dims = p->dimensions();
+    const int64_t rows = dims[0], dim = dims[1];
+    auto same = [&dims](auto d) { return d[0] == dims[0] && d[1] == dims[1]; };
+    if (!same(m->dimensions()) || !same(v->dimensions()) ||
+        slot->element_count() != static_cast<size_t>(rows) ||
+        g->dimensions()[1] != dim) {
+      return ffi::Error::InvalidArgument(
+          "table " + std::to_string(k) + ": shapes of p, m, v, slot, g disagree");
+    }
+    float* out[3] = {(*po)->typed_data(), (*mo)->typed_data(), (*vo)->typed_data()};
+    const float* in[3] = {p->typed_data(), m->typed_data(), v->typed_data()};
+    for (int i = 0; i < 3; ++i) {
+      if (out[i] != in[i]) std::copy_n(in[i], rows * dim, out[i]);
+    }
+    tables.push_back({out[0], out[1], out[2], slot->typed_data(),
+                      g->typed_data(), rows, dim, g->dimensions()[0]});
+  }
+  const float* s = scalars.typed_data();
+  const Coeffs c{static_cast<float>(1.0 - b1), static_cast<float>(b1),
+                 static_cast<float>(1.0 - b2), static_cast<float>(b2),
+                 s[0], s[1], static_cast<float>(eps)};
+  RunAll(pool, c, tables);
+  return ffi::Error::Success();
+}
+
+}  // namespace
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxrecRowAdam, RowAdamImpl,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .RemainingArgs()
+                                  .RemainingRets()
+                                  .Attr<double>("b1")
+                                  .Attr<double>("b2")
+                                  .Attr<double>("eps"));

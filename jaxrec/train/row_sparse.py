@@ -1,0 +1,142 @@
+"""A train step whose embedding tables take exact dense Adam row-sparsely.
+
+`make_train_step(model, loss_fn, lr)` returns a drop-in for
+`step.make_train_step(loss_fn)` on a state built with `optax.adam(lr)`: the
+same optimiser, state layout and checkpoints, the same numbers to float32
+rounding.  What changes is how the tables' step is computed.  jax.grad
+would build each table's gradient as a table-sized array (a zero fill and a
+scatter of the batch's rows) and optax would then make three passes over
+every table.  Here every `nn.Embed` lookup in the loss is intercepted and
+given a zero offset (the lookup's shape, (B, ..., dim)); the gradient with
+respect to those offsets is the gradient of the rows the batch looked up.
+Their ids, summed per distinct row, feed `jaxrec.kernels.row_adam`, which
+makes the whole dense Adam step (every row's moments decay, every row
+moves) in one pass per table.  The other parameters take optax's Adam.
+
+Only models whose tables are read through `nn.Embed.__call__` alone may
+use it (a table read any other way would lose that read's gradient), so
+the models are listed in SUPPORTED.  One device: the 'single' launcher.
+"""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+from flax import traverse_util
+
+from jaxrec import kernels
+from jaxrec.models import ncf
+from jaxrec.models.mf import MF
+
+SUPPORTED = (MF, ncf.GMF, ncf.MLP, ncf.NeuMF)
+
+
+def _lookups(offsets, seen: list):
+  """A method interceptor that records each nn.Embed lookup's (module
+  path, ids) in `seen` and adds the lookup's offset to its rows (none
+  while `offsets` is None)."""
+
+  def intercept(next_fun, args, kwargs, context):
+    if not (isinstance(context.module, nn.Embed)
+            and context.method_name == "__call__"):
+      return next_fun(*args, **kwargs)
+    rows = next_fun(*args, **kwargs)
+    seen.append((context.module.path, args[0]))
+    return rows if offsets is None else rows + offsets[len(seen) - 1]
+
+  return intercept
+
+
+def rows_and_slots(ids, row_grads, n_rows: int):
+  """Sums the gradients of repeated ids.
+
+  Args:
+    ids: (n,) int table rows looked up; row_grads: (n, dim).
+    n_rows: the table's row count.
+
+  Returns:
+    slot (n_rows,) int32, each row's index into g or -1 where untouched,
+    and g (n, dim), the summed gradient of each distinct touched row.
+  """
+  n = ids.shape[0]
+  slot = jnp.full((n_rows,), -1, jnp.int32).at[ids].set(
+      jnp.arange(n, dtype=jnp.int32))
+  g = jnp.zeros_like(row_grads).at[slot[ids]].add(row_grads)
+  return slot, g
+
+
+def make_train_step(model, loss_fn, lr: float, b1: float = 0.9,
+                    b2: float = 0.999, eps: float = 1e-8):
+  """`train_step(state, batch, key) -> (state, metrics)` for a state whose
+  tx is `optax.adam(lr, b1, b2, eps)` (see the module docstring).
+
+  Raises ValueError for a model not in SUPPORTED, and at trace time for a
+  state whose optimiser is not Adam.
+  """
+  if not isinstance(model, SUPPORTED):
+    raise ValueError(
+        f"row-sparse Adam supports {[c.__name__ for c in SUPPORTED]}, whose "
+        f"tables are read by lookups only; not {type(model).__name__}")
+  dense_tx = optax.adam(lr, b1=b1, b2=b2, eps=eps)
+
+  def train_step(state, batch, key):
+    key = jax.random.fold_in(key, state.step)
+    adam, *rest = state.opt_state
+    if not isinstance(adam, optax.ScaleByAdamState):
+      raise ValueError("optim.tables='row_adam' needs the state of "
+                       f"optax.adam, got {type(adam).__name__}")
+    loss = lambda params: loss_fn(params, batch, key, state.apply_fn)
+    seen = []
+    with nn.intercept_methods(_lookups(None, seen)):
+      jax.eval_shape(loss, state.params)
+    names = list(dict.fromkeys(path + ("embedding",) for path, _ in seen))
+    flat = traverse_util.flatten_dict(state.params)
+    tables = {k: flat[k] for k in names}
+    dense = {k: v for k, v in flat.items() if k not in tables}
+    offsets = [jnp.zeros(ids.shape + (tables[p + ("embedding",)].shape[1],))
+               for p, ids in seen]
+
+    def objective(dense, offsets):
+      found = []
+      params = traverse_util.unflatten_dict({**dense, **tables})
+      with nn.intercept_methods(_lookups(offsets, found)):
+        value, aux = loss(params)
+      return value, (aux, [ids for _, ids in found])
+
+    (value, (aux, ids)), (g_dense, g_rows) = jax.value_and_grad(
+        objective, argnums=(0, 1), has_aux=True)(dense, offsets)
+
+    mu, nu = (traverse_util.flatten_dict(t) for t in (adam.mu, adam.nu))
+    pick = lambda tree, keys: {k: tree[k] for k in keys}
+    sub = (optax.ScaleByAdamState(adam.count, pick(mu, dense), pick(nu, dense)),
+           *rest)
+    updates, (new_adam, *new_rest) = dense_tx.update(g_dense, sub, dense)
+    dense = optax.apply_updates(dense, updates)
+
+    slots, grads = [], []
+    for name in names:
+      mine = [i for i, (p, _) in enumerate(seen) if p + ("embedding",) == name]
+      dim = tables[name].shape[1]
+      slot, g = rows_and_slots(
+          jnp.concatenate([ids[i].reshape(-1) for i in mine]),
+          jnp.concatenate([g_rows[i].reshape(-1, dim) for i in mine]),
+          tables[name].shape[0])
+      slots.append(slot)
+      grads.append(g)
+    new_t, new_m, new_v = kernels.row_adam(
+        [tables[n] for n in names], [mu[n] for n in names],
+        [nu[n] for n in names], slots, grads, adam.count, lr, b1=b1, b2=b2,
+        eps=eps)
+    merge = lambda d, t: traverse_util.unflatten_dict({**d, **dict(zip(names,
+                                                                       t))})
+    opt_state = (optax.ScaleByAdamState(new_adam.count,
+                                        merge(new_adam.mu, new_m),
+                                        merge(new_adam.nu, new_v)),
+                 *new_rest)
+    state = state.replace(step=state.step + 1,
+                          params=merge(dense, new_t), opt_state=opt_state)
+    return state, {"loss": value, **aux}
+
+  return train_step
