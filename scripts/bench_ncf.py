@@ -7,9 +7,12 @@ For GMF, MLP-3 and NeuMF at 64 predictive factors on MovieLens-1M shapes
 (6,040 users, 3,706 items), batch 256 (the paper's) and 4096, and at 8
 factors with batch 256 (the dispatch-bound end): examples/s of
 the training step (BCE, Adam 1e-3) after warm-up, both frameworks in this
-one process taking turns over rounds (timing.interleaved_rates); the wall time of one real NCF epoch
-(988k training positives + 4 negatives each); and achieved FLOP/s against
-the machine's measured float32 matmul peak.  Writes results/bench_ncf.*.
+one process taking turns over rounds (timing.interleaved_rates); the wall
+time of one real NCF epoch (988k training positives + 4 negatives each);
+and achieved FLOP/s against the machine's measured float32 matmul peak.
+JAX runs twice: with optax's Adam everywhere, and with the same Adam's
+table step made by jaxrec.kernels.row_adam (optim.tables='row_adam').
+Writes results/bench_ncf.*.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from jaxrec import parallel, results, timing, xla_flags  # noqa: E402
 from jaxrec.models import ncf  # noqa: E402
-from jaxrec.train import setup, tasks  # noqa: E402
+from jaxrec.train import row_sparse, setup, tasks  # noqa: E402
 
 N_USERS, N_ITEMS, LAYERS = 6040, 3706, 3
 
@@ -44,12 +47,19 @@ def _batches(rng, steps, batch):
           "label": rng.integers(0, 2, (steps, batch)).astype(np.float32)}
 
 
-def jax_runner(name, factors, batch, steps_per_call, opt=None):
+def jax_runner(name, factors, batch, steps_per_call, opt=None,
+               tables="dense"):
   """(run, examples per call): `steps_per_call` jitted steps per dispatch,
-  compiled; `opt` defaults to optax.adam(1e-3)."""
-  state = setup.create_state(_jax_model(name, factors),
-                             opt or optax.adam(1e-3), jax.random.key(0))
-  launcher = parallel.make_launcher("single", tasks.pointwise_loss, batch)
+  compiled; `opt` defaults to optax.adam(1e-3).  tables='row_adam' runs
+  the same Adam with its tables stepped by jaxrec.kernels.row_adam
+  (train.row_sparse), as `--config.optim.tables=row_adam` does."""
+  model = _jax_model(name, factors)
+  state = setup.create_state(model, opt or optax.adam(1e-3),
+                             jax.random.key(0))
+  step = (row_sparse.make_train_step(model, tasks.pointwise_loss, 1e-3)
+          if tables == "row_adam" else None)
+  launcher = parallel.make_launcher("single", tasks.pointwise_loss, batch,
+                                    train_step=step)
   box = {"s": launcher.put_state(state)}
   placed = launcher.put_batches(_batches(np.random.default_rng(0),
                                          steps_per_call, batch))
@@ -127,7 +137,7 @@ def flops_per_example(name, factors) -> float:
   return 3 * 2 * macs
 
 
-def ncf_epoch_seconds(name) -> float:
+def ncf_epoch_seconds(name, tables="dense") -> float:
   """Wall time of one real epoch on the NCF split at batch 256."""
   from jaxrec.data import ncf as ncf_data, negatives
   split, _ = ncf_data.load_split(os.environ.get("JAXREC_DATA_DIR",
@@ -135,9 +145,12 @@ def ncf_epoch_seconds(name) -> float:
   train = split.train
   sampler = tasks.NegativeSampler(negatives.PositiveSets.build(
       train.users, train.items, train.n_users, train.n_items))
-  state = setup.create_state(_jax_model(name, 64), optax.adam(1e-3),
-                             jax.random.key(0))
-  launcher = parallel.make_launcher("single", tasks.pointwise_loss, 256)
+  model = _jax_model(name, 64)
+  state = setup.create_state(model, optax.adam(1e-3), jax.random.key(0))
+  step = (row_sparse.make_train_step(model, tasks.pointwise_loss, 1e-3)
+          if tables == "row_adam" else None)
+  launcher = parallel.make_launcher("single", tasks.pointwise_loss, 256,
+                                    train_step=step)
   box = {"s": launcher.put_state(state), "epoch": 0}
 
   def epoch():
@@ -171,24 +184,31 @@ def main():
     for name in ("GMF", "MLP-3", "NeuMF"):
       per_round = timing.interleaved_rates({
           "jax": jax_runner(name, factors, batch, steps),
+          "jax_row_adam": jax_runner(name, factors, batch, steps,
+                                     tables="row_adam"),
           "jax_1step": jax_runner(name, factors, batch, 1),
           "torch": torch_runner(name, factors, batch, min(steps, 64))},
           args.rounds, args.repeats)
-      jx, jx1, th = (float(np.median(per_round[k]))
-                     for k in ("jax", "jax_1step", "torch"))
-      round_notes.append(f"{name} factors={factors},batch={batch}: " + ", ".join(
-          f"{j / t:.2f}x" for j, t in zip(per_round["jax"],
-                                          per_round["torch"])))
+      jx, jr, jx1, th = (float(np.median(per_round[k])) for k in
+                         ("jax", "jax_row_adam", "jax_1step", "torch"))
+      ratios = lambda k: np.divide(per_round[k], per_round["torch"])
+      round_notes.append(
+          f"{name} factors={factors},batch={batch}: " + ", ".join(
+              f"{a:.2f}x/{b:.2f}x" for a, b in zip(ratios("jax"),
+                                                 ratios("jax_row_adam"))))
       rows.append({
           "model": name, "variant": f"factors={factors},batch={batch}",
           "dataset": "ml-1m shapes", "protocol": "train-step",
           "metrics": {k: {"mean": v, "std": 0.0} for k, v in {
-              "jax_examples_per_s": jx, "jax_1step_examples_per_s": jx1,
-              "torch_examples_per_s": th,
-              "ratio_vs_torch": float(np.median(
-                  np.divide(per_round["jax"], per_round["torch"]))),
+              "jax_examples_per_s": jx, "jax_row_adam_examples_per_s": jr,
+              "jax_1step_examples_per_s": jx1, "torch_examples_per_s": th,
+              "ratio_vs_torch": float(np.median(ratios("jax"))),
+              "row_adam_ratio_vs_torch": float(np.median(
+                  ratios("jax_row_adam"))),
               "flops_fraction_of_peak":
                   jx * flops_per_example(name, factors) / peak,
+              "row_adam_flops_fraction_of_peak":
+                  jr * flops_per_example(name, factors) / peak,
           }.items()}})
       print(rows[-1]["variant"], name, {k: round(v["mean"], 3)
                                         for k, v in rows[-1]["metrics"]
@@ -196,19 +216,24 @@ def main():
   for name in ("GMF", "MLP-3", "NeuMF"):
     rows.append({"model": name, "variant": "factors=64,batch=256",
                  "dataset": "ml-1m ncf split", "protocol": "train-epoch",
-                 "metrics": {"epoch_s": {"mean": ncf_epoch_seconds(name),
-                                         "std": 0.0}}})
+                 "metrics": {k: {"mean": ncf_epoch_seconds(name, t),
+                                 "std": 0.0} for k, t in (
+                     ("epoch_s", "dense"),
+                     ("row_adam_epoch_s", "row_adam"))}})
   notes = (f"Adam 1e-3, BCE. jax = {256} (batch 256) or 32 (batch 4096) "
-           "steps per dispatch via lax.scan; jax_1step = one jitted step per "
+           "steps per dispatch via lax.scan; jax_row_adam = the same, the "
+           "tables' Adam made by jaxrec.kernels.row_adam "
+           "(optim.tables='row_adam': one pass per table, no gradient "
+           "table); jax_1step = one jitted step per "
            "dispatch; torch = eager PyTorch "
            f"{torch.__version__}, {torch.get_num_threads()} threads, dense "
-           "nn.Embedding and torch.optim.Adam. After warm-up the three "
+           "nn.Embedding and torch.optim.Adam. After warm-up the four "
            f"contenders take turns in {args.rounds} rounds of {args.repeats} "
            "timed calls (timing.interleaved_rates); a figure is the median "
-           "over rounds of each round's median; ratio_vs_torch is the "
-           "median over rounds of the round's jax/torch ratio. Each round's "
-           "jax/torch "
-           f"ratio: {'; '.join(round_notes)}. "
+           "over rounds of each round's median; ratio_vs_torch "
+           "(row_adam_ratio_vs_torch) is the median over rounds of the "
+           "round's jax (jax_row_adam)/torch ratio. Each round's jax/torch "
+           f"and jax_row_adam/torch ratios: {'; '.join(round_notes)}. "
            f"Measured float32 matmul peak: {peak / 1e9:.0f} GFLOP/s; "
            "flops_fraction_of_peak counts dense-layer FLOPs only (forward + "
            "backward), so embedding-bound models sit far below the peak. "

@@ -14,7 +14,9 @@ extra passes over its two moment tables.  A fourth JAX contender runs
 Adam's pass over the tables alone (zero gradient, no model): dense compute
 plus that pass is the floor of XLA's exact dense-Adam step here, and a
 fifth streams one table-sized array, so that three times it bounds any
-kernel's pass by memory traffic alone.  PyTorch's Adam step (bench_ncf's
+kernel's pass by memory traffic alone.  Two more run the hand-written
+kernel (jaxrec.kernels.row_adam): the whole step with
+optim.tables='row_adam', and the kernel's pass alone.  PyTorch's Adam step (bench_ncf's
 torch_runner) runs beside, so the 3x target's time budget comes from the
 same rounds.  Writes results/bench_ncf_parts.*.
 """
@@ -33,7 +35,7 @@ import optax
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import bench_ncf  # noqa: E402
-from jaxrec import results, timing, xla_flags  # noqa: E402
+from jaxrec import kernels, results, timing, xla_flags  # noqa: E402
 
 BATCH, FACTORS, STEPS = 256, 64, 256
 
@@ -72,29 +74,21 @@ def table_floats(name: str) -> int:
              jax.tree_util.tree_leaves_with_path(shapes) if _is_table(path))
 
 
-def adam_pass_runner(name: str):
-  """(run, examples per call): Adam 1e-3 on the model's embedding tables
-  alone with a zero gradient, STEPS times per dispatch (lax.scan, state
-  donated).  No model, gradient table or scatter: only the pass over the
-  tables that every exact dense-Adam step makes (each row's moments decay
-  even when the batch misses it), so dense_ms plus this is a floor for a
-  step whose tables use optax's Adam as XLA compiles it."""
+def _tables(name: str) -> list:
+  """The benchmarked model's embedding tables, freshly initialised."""
   ids = jnp.ones((1,), jnp.int32)
   params = jax.jit(bench_ncf._jax_model(name, FACTORS).init)(
       jax.random.key(0), ids, ids)
-  tables = {jax.tree_util.keystr(path): x for path, x in
-            jax.tree_util.tree_leaves_with_path(params) if _is_table(path)}
-  opt = optax.adam(1e-3)
+  return [x for path, x in jax.tree_util.tree_leaves_with_path(params)
+          if _is_table(path)]
 
-  def step(carry, _):
-    tables, opt_state = carry
-    zero = jax.tree.map(jnp.zeros_like, tables)
-    updates, opt_state = opt.update(zero, opt_state, tables)
-    return (optax.apply_updates(tables, updates), opt_state), None
 
+def _scan_runner(step, carry):
+  """(run, examples per call): `step` STEPS times per dispatch (lax.scan,
+  carry donated), compiled."""
   scan = jax.jit(lambda c: jax.lax.scan(step, c, None, length=STEPS)[0],
                  donate_argnums=0)
-  box = {"c": (tables, opt.init(tables))}
+  box = {"c": carry}
 
   def run():
     box["c"] = scan(box["c"])
@@ -102,6 +96,42 @@ def adam_pass_runner(name: str):
 
   run()  # compiles
   return run, STEPS * BATCH
+
+
+def adam_pass_runner(name: str):
+  """(run, examples per call): Adam 1e-3 on the model's embedding tables
+  alone with a zero gradient.  No model, gradient table or scatter: only
+  the pass over the tables that every exact dense-Adam step makes (each
+  row's moments decay even when the batch misses it), so dense_ms plus
+  this is a floor for a step whose tables use optax's Adam as XLA
+  compiles it."""
+  tables, opt = _tables(name), optax.adam(1e-3)
+
+  def step(carry, _):
+    tables, opt_state = carry
+    zero = jax.tree.map(jnp.zeros_like, tables)
+    updates, opt_state = opt.update(zero, opt_state, tables)
+    return (optax.apply_updates(tables, updates), opt_state), None
+
+  return _scan_runner(step, (tables, opt.init(tables)))
+
+
+def kernel_pass_runner(name: str):
+  """(run, examples per call): the same pass made by jaxrec.kernels.row_adam
+  (no row touched), the table work of optim.tables='row_adam' but the
+  batch's few rows."""
+  tables = _tables(name)
+
+  def step(carry, _):
+    p, m, v, count = carry
+    none = [jnp.full((t.shape[0],), -1, jnp.int32) for t in p]
+    grads = [jnp.zeros((1, t.shape[1]), jnp.float32) for t in p]
+    p, m, v = kernels.row_adam(p, m, v, none, grads, count, 1e-3)
+    return (p, m, v, count + 1), None
+
+  zeros = [jnp.zeros_like(t) for t in tables]
+  return _scan_runner(step, (tables, zeros, [z + 0 for z in zeros],
+                             jnp.int32(0)))
 
 
 def stream_runner(name: str):
@@ -136,7 +166,10 @@ def main():
   for name in ("GMF", "MLP-3", "NeuMF"):
     calls = {k: bench_ncf.jax_runner(name, FACTORS, BATCH, STEPS, make())
              for k, make in SETUPS.items()}
+    calls["row_adam"] = bench_ncf.jax_runner(name, FACTORS, BATCH, STEPS,
+                                             tables="row_adam")
     calls["adam_pass"] = adam_pass_runner(name)
+    calls["kernel_pass"] = kernel_pass_runner(name)
     calls["stream"] = stream_runner(name)
     calls["torch_adam"] = bench_ncf.torch_runner(name, FACTORS, BATCH, 64)
     rates = timing.interleaved_rates(calls, args.rounds, args.repeats)
@@ -150,6 +183,8 @@ def main():
         "tables_grad_sgd_ms": ms["tables_sgd"] - ms["tables_frozen"],
         "adam_moments_ms": ms["adam"] - ms["tables_sgd"],
         "floor_ms": ms["tables_frozen"] + ms["adam_pass"],
+        "kernel_floor_ms": ms["tables_frozen"] + ms["kernel_pass"],
+        "row_adam_tables_ms": ms["row_adam"] - ms["tables_frozen"],
         "traffic_floor_ms": ms["tables_frozen"] + 3 * ms["stream"],
         "stream_gb_per_s": 8 * table_floats(name) / ms["stream"] / 1e6,
         "ideal_floor_ms": (1e3 * BATCH * bench_ncf.flops_per_example(
@@ -168,8 +203,11 @@ def main():
       f"{BATCH} examples; torch_adam: bench_ncf.torch_runner (eager "
       "PyTorch, dense nn.Embedding, torch.optim.Adam); adam_pass: Adam on "
       "the tables alone with a zero gradient (adam_pass_runner: no model, "
-      "no gradient table, no scatter); stream: one table-sized array read "
-      "and written per step (stream_runner). The six take "
+      "no gradient table, no scatter); row_adam: bench_ncf.jax_runner with "
+      "tables='row_adam' (the same Adam, its tables stepped by "
+      "jaxrec.kernels.row_adam); kernel_pass: that kernel's pass alone, no "
+      "row touched (kernel_pass_runner); stream: one table-sized array read "
+      "and written per step (stream_runner). The nine take "
       f"turns in {args.rounds} rounds of {args.repeats} timed calls "
       "(timing.interleaved_rates); a figure is the median over rounds. "
       "dense_ms = tables frozen; tables_grad_sgd_ms = SGD on the tables "
@@ -179,7 +217,10 @@ def main():
       "Adam's first moment, second moment and parameter update are three "
       "passes over each table, two of them reading the gradient table); "
       "floor_ms = dense_ms + adam_pass_ms, the step time with the tables' "
-      "work cut to the one pass exact dense Adam cannot skip; "
+      "work cut to the one pass exact dense Adam cannot skip, as optax's "
+      "Adam compiles; kernel_floor_ms = dense_ms + kernel_pass_ms, the same "
+      "with row_adam's pass; row_adam_tables_ms = row_adam minus frozen, "
+      "all of the tables' work in the row_adam step; "
       "traffic_floor_ms = dense_ms + 3 x stream_ms, the same floor set by "
       "memory traffic alone (three table-sized arrays in and out); "
       "ideal_floor_ms = the dense layers' FLOPs (forward + backward) at the "
