@@ -61,18 +61,26 @@ class Launcher:
 
 def make_launcher(kind: str, loss_fn, batch_size: int,
                   devices: list | None = None,
-                  train_step: Callable | None = None) -> Launcher:
+                  train_step: Callable | None = None,
+                  make_step: Callable | None = None) -> Launcher:
   """Builds a launcher; raises ValueError if the batch does not divide.
 
   `train_step(state, batch, key) -> (state, metrics)` replaces the step
   built from `loss_fn` (stateful training, e.g. a carried RNN state); only
   the 'single' launcher takes one, since its state is not data-parallel.
+  `make_step(axis_name) -> train_step` replaces `make_train_step(loss_fn,
+  axis_name)` with a step that averages over `axis_name` itself when it
+  is not None (e.g. jaxrec.train.row_sparse's); 'single' and 'pmap' only.
   """
   if kind not in KINDS:
     raise ValueError(f"unknown launcher {kind!r}; expected one of {KINDS}")
   if train_step is not None and kind != "single":
     raise ValueError(f"a custom train_step runs on the 'single' launcher "
                      f"only, not {kind!r}")
+  if make_step is not None and kind == "mesh":
+    raise ValueError("a custom make_step runs on the 'single' or 'pmap' "
+                     "launcher, not 'mesh'")
+  make_step = make_step or (lambda axis: make_train_step(loss_fn, axis))
   if kind == "single":
     devices = (devices or jax.local_devices())[:1]
   elif kind == "pmap":
@@ -84,9 +92,10 @@ def make_launcher(kind: str, loss_fn, batch_size: int,
         f"batch size {batch_size} does not divide by the {len(devices)} "
         f"devices of the {kind!r} launcher; use a multiple of {len(devices)}")
   if kind == "single":
-    return _single(train_step or make_train_step(loss_fn), devices)
-  build = {"pmap": _pmap, "mesh": _mesh}[kind]
-  return build(loss_fn, devices)
+    return _single(train_step or make_step(None), devices)
+  if kind == "pmap":
+    return _pmap(make_step(DATA_AXIS), devices)
+  return _mesh(loss_fn, devices)
 
 
 def _single(train_step, devices) -> Launcher:
@@ -99,7 +108,7 @@ def _single(train_step, devices) -> Launcher:
   return Launcher("single", 1, put_state, lambda s: s, put, run)
 
 
-def _pmap(loss_fn, devices) -> Launcher:
+def _pmap(train_step, devices) -> Launcher:
   n = len(devices)
   mesh = Mesh(np.array(devices), (DATA_AXIS,))
   stacked = NamedSharding(mesh, P(DATA_AXIS))
@@ -120,9 +129,8 @@ def _pmap(loss_fn, devices) -> Launcher:
       return jax.device_put(np.swapaxes(x, 0, 1), stacked)
     return jax.tree.map(split, batches)
 
-  step = scan_steps(make_train_step(loss_fn, axis_name=DATA_AXIS))
-  mapped = jax.pmap(step, axis_name=DATA_AXIS, in_axes=(0, 0, None),
-                    devices=devices, donate_argnums=0)
+  mapped = jax.pmap(scan_steps(train_step), axis_name=DATA_AXIS,
+                    in_axes=(0, 0, None), devices=devices, donate_argnums=0)
 
   def run(state, batches, key):
     state, metrics = mapped(state, batches, key)

@@ -11,7 +11,7 @@ import optax
 import pytest
 
 from experiments.configs.base import base_config
-from jaxrec import kernels
+from jaxrec import kernels, parallel
 from jaxrec.models import ncf
 from jaxrec.models.mf import MF
 from jaxrec.train import loop, row_sparse, setup, step, tasks
@@ -124,6 +124,34 @@ def test_row_sparse_step_is_the_dense_adam_step(model, loss, kind):
     if name.endswith("_embed"):
       assert float(jnp.max(jnp.abs(table["embedding"] - state.params[name][
           "embedding"]))) > 1e-3, name
+
+
+def test_pmap_row_adam_is_the_single_device_step():
+  """8 devices, each with 8 of the batch's 64 rows, make the step one
+  device makes on all 64: same tables, moments and dense layers."""
+  assert len(jax.local_devices()) == 8          # tests/conftest.py
+  model = ncf.NeuMF(n_users=50, n_items=40, factors=8)
+  loss = tasks.pointwise_loss
+  make = functools.partial(row_sparse.make_train_step, model, loss, 0.01)
+  rng = np.random.default_rng(0)
+  steps = [_batches("pointwise", rng, 50, 40, size=64) for _ in range(6)]
+  batches = {k: np.stack([b[k] for b in steps]) for k in steps[0]}
+  out = {}
+  for kind in ("single", "pmap"):
+    launcher = parallel.make_launcher(kind, loss, 64, make_step=make)
+    state = launcher.put_state(setup.create_state(model, optax.adam(0.01),
+                                                  jax.random.key(0)))
+    state, metrics = launcher.run(state, launcher.put_batches(batches),
+                                  jax.random.key(1))
+    out[kind] = (launcher.get_state(state), metrics["loss"])
+  (single, loss_1), (mapped, loss_8) = out["single"], out["pmap"]
+  np.testing.assert_allclose(loss_8, loss_1, rtol=1e-5)
+  jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-4,
+                                                       atol=1e-6),
+               (mapped.params, mapped.opt_state),
+               (single.params, single.opt_state))
+  with pytest.raises(ValueError, match="not 'mesh'"):
+    parallel.make_launcher("mesh", loss, 64, make_step=make)
 
 
 def test_row_sparse_refuses_what_it_cannot_step():

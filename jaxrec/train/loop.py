@@ -105,12 +105,12 @@ def _ranking_job(config, split: splits.Split, sets: dict, protocol: str,
                      select=config.eval.select, roles=roles,
                      init=_pretrained_init(config.model.get("pretrained"),
                                            train),
-                     train_step=_tables_step(config.optim, model, loss))
+                     make_step=_tables_step(config.optim, model, loss))
 
 
 def _tables_step(optim, model, loss):
-  """The row-sparse Adam step when `optim.tables` asks for it, else None
-  (the launcher's own step)."""
+  """`make_step(axis_name)` of the row-sparse Adam step when `optim.tables`
+  asks for it, else None (the launcher's own step)."""
   tables = optim.get("tables", "dense")
   if tables == "dense":
     return None
@@ -121,7 +121,8 @@ def _tables_step(optim, model, loss):
     raise ValueError("optim.tables='row_adam' is Adam's step: it needs "
                      f"optim.name='adam' without clipping, not {optim.name!r}"
                      f" with clip_norm={optim.get('clip_norm', 0.0)}")
-  return row_sparse.make_train_step(model, loss, optim.learning_rate)
+  return functools.partial(row_sparse.make_train_step, model, loss,
+                           optim.learning_rate)
 
 
 SAMPLINGS = ("uniform", "popularity", "uniform-all")

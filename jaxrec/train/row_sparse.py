@@ -15,7 +15,8 @@ moves) in one pass per table.  The other parameters take optax's Adam.
 
 Only models whose tables are read through `nn.Embed.__call__` alone may
 use it (a table read any other way would lose that read's gradient), so
-the models are listed in SUPPORTED.  One device: the 'single' launcher.
+the models are listed in SUPPORTED.  The 'single' and 'pmap' launchers
+run it (`make_step` in jaxrec.parallel), not 'mesh'.
 """
 
 from __future__ import annotations
@@ -67,10 +68,16 @@ def rows_and_slots(ids, row_grads, n_rows: int):
   return slot, g
 
 
-def make_train_step(model, loss_fn, lr: float, b1: float = 0.9,
-                    b2: float = 0.999, eps: float = 1e-8):
+def make_train_step(model, loss_fn, lr: float, axis_name: str | None = None,
+                    *, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8):
   """`train_step(state, batch, key) -> (state, metrics)` for a state whose
   tx is `optax.adam(lr, b1, b2, eps)` (see the module docstring).
+
+  Under `pmap` with `axis_name`, the step is that of the mean loss over
+  devices, as step.make_train_step's: the dense gradients and metrics are
+  averaged, and every device gathers every device's looked-up ids and row
+  gradients (divided by the device count), so all replicas make the same
+  table step.
 
   Raises ValueError for a model not in SUPPORTED, and at trace time for a
   state whose optimiser is not Adam.
@@ -107,6 +114,12 @@ def make_train_step(model, loss_fn, lr: float, b1: float = 0.9,
 
     (value, (aux, ids)), (g_dense, g_rows) = jax.value_and_grad(
         objective, argnums=(0, 1), has_aux=True)(dense, offsets)
+    metrics = {"loss": value, **aux}
+    if axis_name is not None:
+      g_dense, metrics = jax.lax.pmean((g_dense, metrics), axis_name)
+      share = jax.lax.psum(1, axis_name)
+      ids, g_rows = jax.lax.all_gather((ids, g_rows), axis_name)
+      g_rows = [g / share for g in g_rows]
 
     mu, nu = (traverse_util.flatten_dict(t) for t in (adam.mu, adam.nu))
     pick = lambda tree, keys: {k: tree[k] for k in keys}
@@ -137,6 +150,6 @@ def make_train_step(model, loss_fn, lr: float, b1: float = 0.9,
                  *new_rest)
     state = state.replace(step=state.step + 1,
                           params=merge(dense, new_t), opt_state=opt_state)
-    return state, {"loss": value, **aux}
+    return state, metrics
 
   return train_step

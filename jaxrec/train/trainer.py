@@ -59,6 +59,8 @@ class Job:
     init: applied to the template on a fresh start (pretrained weights).
     train_step: a custom `step(state, batch, key) -> (state, metrics)` for
       stateful training (e.g. a carried RNN state); 'single' launcher only.
+    make_step: `make_step(axis_name) -> step`, a data-parallel custom step
+      (jaxrec.train.row_sparse's); 'single' and 'pmap' launchers.
   """
 
   template: TrainState
@@ -69,6 +71,7 @@ class Job:
   roles: tuple[str, ...] = ("valid", "test")
   init: Callable[[TrainState], TrainState] | None = None
   train_step: Callable | None = None
+  make_step: Callable | None = None
 
 
 def fit(config, workdir: str | Path, job: Job, info: dict | None = None
@@ -202,7 +205,8 @@ class Trainer:
     tc = config.train
     self.step_key = jax.random.split(jax.random.key(config.seed))[1]
     self.launcher = parallel.make_launcher(
-        tc.launcher, job.loss_fn, tc.batch_size, train_step=job.train_step)
+        tc.launcher, job.loss_fn, tc.batch_size, train_step=job.train_step,
+        make_step=job.make_step)
     self.ckpt = checkpoint.Checkpointer(Path(workdir) / "checkpoints")
     self.log = records.MetricsLog(Path(workdir))
     self.halted = False
