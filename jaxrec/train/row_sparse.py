@@ -35,16 +35,16 @@ SUPPORTED = (MF, ncf.GMF, ncf.MLP, ncf.NeuMF)
 
 
 def _lookups(offsets, seen: list):
-  """A method interceptor that records each nn.Embed lookup's (module
-  path, ids) in `seen` and adds the lookup's offset to its rows (none
-  while `offsets` is None)."""
+  """A method interceptor that records each nn.Embed lookup's (table key
+  in the flattened params, ids) in `seen` and adds the lookup's offset to
+  its rows (none while `offsets` is None)."""
 
   def intercept(next_fun, args, kwargs, context):
     if not (isinstance(context.module, nn.Embed)
             and context.method_name == "__call__"):
       return next_fun(*args, **kwargs)
     rows = next_fun(*args, **kwargs)
-    seen.append((context.module.path, args[0]))
+    seen.append((context.module.path + ("embedding",), args[0]))
     return rows if offsets is None else rows + offsets[len(seen) - 1]
 
   return intercept
@@ -68,6 +68,22 @@ def rows_and_slots(ids, row_grads, n_rows: int):
   return slot, g
 
 
+def _per_table(keys, lookups, ids, row_grads, tables):
+  """(slots, grads) per table key: every lookup of a table, summed by row.
+  `lookups` lists each lookup's table key; ids and row_grads are per
+  lookup, (..., ) and (..., dim)."""
+  slots, grads = [], []
+  for key in keys:
+    mine = [i for i, k in enumerate(lookups) if k == key]
+    rows, dim = tables[key].shape
+    slot, g = rows_and_slots(
+        jnp.concatenate([ids[i].reshape(-1) for i in mine]),
+        jnp.concatenate([row_grads[i].reshape(-1, dim) for i in mine]), rows)
+    slots.append(slot)
+    grads.append(g)
+  return slots, grads
+
+
 def make_train_step(model, loss_fn, lr: float, axis_name: str | None = None,
                     *, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8):
   """`train_step(state, batch, key) -> (state, metrics)` for a state whose
@@ -88,22 +104,18 @@ def make_train_step(model, loss_fn, lr: float, axis_name: str | None = None,
         f"tables are read by lookups only; not {type(model).__name__}")
   dense_tx = optax.adam(lr, b1=b1, b2=b2, eps=eps)
 
-  def train_step(state, batch, key):
-    key = jax.random.fold_in(key, state.step)
-    adam, *rest = state.opt_state
-    if not isinstance(adam, optax.ScaleByAdamState):
-      raise ValueError("optim.tables='row_adam' needs the state of "
-                       f"optax.adam, got {type(adam).__name__}")
-    loss = lambda params: loss_fn(params, batch, key, state.apply_fn)
+  def gradients(loss, params):
+    """(loss, aux, dense gradients, table keys, per-lookup table keys, ids
+    and row gradients) of `loss(params)`, no table-sized gradient built."""
     seen = []
     with nn.intercept_methods(_lookups(None, seen)):
-      jax.eval_shape(loss, state.params)
-    names = list(dict.fromkeys(path + ("embedding",) for path, _ in seen))
-    flat = traverse_util.flatten_dict(state.params)
-    tables = {k: flat[k] for k in names}
-    dense = {k: v for k, v in flat.items() if k not in tables}
-    offsets = [jnp.zeros(ids.shape + (tables[p + ("embedding",)].shape[1],))
-               for p, ids in seen]
+      jax.eval_shape(loss, params)                  # finds the lookups
+    lookups = [key for key, _ in seen]
+    keys = list(dict.fromkeys(lookups))
+    flat = traverse_util.flatten_dict(params)
+    tables = {k: flat[k] for k in keys}
+    offsets = [jnp.zeros(ids.shape + tables[key].shape[1:])
+               for key, ids in seen]
 
     def objective(dense, offsets):
       found = []
@@ -112,8 +124,19 @@ def make_train_step(model, loss_fn, lr: float, axis_name: str | None = None,
         value, aux = loss(params)
       return value, (aux, [ids for _, ids in found])
 
+    dense = {k: v for k, v in flat.items() if k not in tables}
     (value, (aux, ids)), (g_dense, g_rows) = jax.value_and_grad(
         objective, argnums=(0, 1), has_aux=True)(dense, offsets)
+    return value, aux, g_dense, keys, lookups, ids, g_rows
+
+  def train_step(state, batch, key):
+    key = jax.random.fold_in(key, state.step)
+    adam, *rest = state.opt_state
+    if not isinstance(adam, optax.ScaleByAdamState):
+      raise ValueError("optim.tables='row_adam' needs the state of "
+                       f"optax.adam, got {type(adam).__name__}")
+    value, aux, g_dense, keys, lookups, ids, g_rows = gradients(
+        lambda p: loss_fn(p, batch, key, state.apply_fn), state.params)
     metrics = {"loss": value, **aux}
     if axis_name is not None:
       g_dense, metrics = jax.lax.pmean((g_dense, metrics), axis_name)
@@ -121,35 +144,29 @@ def make_train_step(model, loss_fn, lr: float, axis_name: str | None = None,
       ids, g_rows = jax.lax.all_gather((ids, g_rows), axis_name)
       g_rows = [g / share for g in g_rows]
 
-    mu, nu = (traverse_util.flatten_dict(t) for t in (adam.mu, adam.nu))
-    pick = lambda tree, keys: {k: tree[k] for k in keys}
-    sub = (optax.ScaleByAdamState(adam.count, pick(mu, dense), pick(nu, dense)),
-           *rest)
-    updates, (new_adam, *new_rest) = dense_tx.update(g_dense, sub, dense)
+    # The dense parameters: optax's Adam on their share of the state.
+    flat, mu, nu = (traverse_util.flatten_dict(t) for t in
+                    (state.params, adam.mu, adam.nu))
+    dense = {k: v for k, v in flat.items() if k not in keys}
+    pick = lambda tree: {k: tree[k] for k in dense}
+    updates, (new_adam, *new_rest) = dense_tx.update(
+        g_dense, (optax.ScaleByAdamState(adam.count, pick(mu), pick(nu)),
+                  *rest), dense)
     dense = optax.apply_updates(dense, updates)
 
-    slots, grads = [], []
-    for name in names:
-      mine = [i for i, (p, _) in enumerate(seen) if p + ("embedding",) == name]
-      dim = tables[name].shape[1]
-      slot, g = rows_and_slots(
-          jnp.concatenate([ids[i].reshape(-1) for i in mine]),
-          jnp.concatenate([g_rows[i].reshape(-1, dim) for i in mine]),
-          tables[name].shape[0])
-      slots.append(slot)
-      grads.append(g)
-    new_t, new_m, new_v = kernels.row_adam(
-        [tables[n] for n in names], [mu[n] for n in names],
-        [nu[n] for n in names], slots, grads, adam.count, lr, b1=b1, b2=b2,
-        eps=eps)
-    merge = lambda d, t: traverse_util.unflatten_dict({**d, **dict(zip(names,
+    # The tables: one kernel pass each.
+    slots, grads = _per_table(keys, lookups, ids, g_rows, flat)
+    tables, t_mu, t_nu = kernels.row_adam(
+        [flat[k] for k in keys], [mu[k] for k in keys], [nu[k] for k in keys],
+        slots, grads, adam.count, lr, b1=b1, b2=b2, eps=eps)
+
+    merge = lambda d, t: traverse_util.unflatten_dict({**d, **dict(zip(keys,
                                                                        t))})
     opt_state = (optax.ScaleByAdamState(new_adam.count,
-                                        merge(new_adam.mu, new_m),
-                                        merge(new_adam.nu, new_v)),
+                                        merge(new_adam.mu, t_mu),
+                                        merge(new_adam.nu, t_nu)),
                  *new_rest)
-    state = state.replace(step=state.step + 1,
-                          params=merge(dense, new_t), opt_state=opt_state)
-    return state, metrics
+    return state.replace(step=state.step + 1, params=merge(dense, tables),
+                         opt_state=opt_state), metrics
 
   return train_step
