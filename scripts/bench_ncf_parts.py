@@ -16,9 +16,9 @@ plus that pass is the floor of XLA's exact dense-Adam step here, and a
 fifth streams one table-sized array, so that three times it bounds any
 kernel's pass by memory traffic alone.  Two more run the hand-written
 kernel (jaxrec.kernels.row_adam): the whole step with
-optim.tables='row_adam', and the kernel's pass alone.  PyTorch's Adam step (bench_ncf's
-torch_runner) runs beside, so the 3x target's time budget comes from the
-same rounds.  Writes results/bench_ncf_parts.*.
+optim.tables='row_adam', and the kernel's pass alone.  PyTorch's Adam
+step (bench_ncf's torch_runner) runs beside, so the 3x target's time
+budget comes from the same rounds.  Writes results/bench_ncf_parts.*.
 """
 
 from __future__ import annotations
@@ -140,18 +140,8 @@ def stream_runner(name: str):
   dense Adam must stream three such arrays (parameter and both moments)
   in and out every step, so 3x this is a floor set by memory traffic
   alone, whatever the kernel."""
-  x = jnp.ones((table_floats(name),), jnp.float32)
-  scan = jax.jit(lambda x: jax.lax.scan(lambda x, _: (x * 0.999, None), x,
-                                        None, length=STEPS)[0],
-                 donate_argnums=0)
-  box = {"x": x}
-
-  def run():
-    box["x"] = scan(box["x"])
-    jax.block_until_ready(box["x"])
-
-  run()  # compiles
-  return run, STEPS * BATCH
+  return _scan_runner(lambda x, _: (x * 0.999, None),
+                      jnp.ones((table_floats(name),), jnp.float32))
 
 
 def main():
