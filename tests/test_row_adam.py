@@ -200,3 +200,15 @@ def test_training_with_row_adam_reaches_the_dense_runs_numbers(tmp_path):
   for role in ("valid", "test"):
     for metric, value in dense[role].items():
       assert rows[role][metric] == pytest.approx(value, abs=2e-3), metric
+
+
+def test_an_interrupted_row_adam_run_resumes_bit_identically(tmp_path):
+  full = _loop_config(tables="row_adam")
+  full.train.checkpoint_every_steps = 16
+  whole = train_and_evaluate(full, tmp_path / "full")
+  cut = _loop_config(tables="row_adam")
+  cut.train.update(checkpoint_every_steps=16, halt_after_steps=40)
+  assert train_and_evaluate(cut, tmp_path / "cut") == {}
+  resumed = train_and_evaluate(full, tmp_path / "cut")
+  assert resumed["test"] == whole["test"]
+  assert resumed["valid"] == whole["valid"]
