@@ -32,9 +32,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.optim.learning_rate = 0.005
   c.optim.weight_decay = 0.0      # adamw only
   c.optim.clip_norm = 0.0         # 0 = no clipping
-  # 'row_adam': the same Adam, its embedding tables stepped row-sparsely
-  # by jaxrec.kernels (jaxrec/train/row_sparse.py; MF and NCF models, the
-  # single and pmap launchers).
+  # 'row_adam' ('row_sgd'): the same Adam (SGD), its embedding tables
+  # stepped row-sparsely, Adam's by jaxrec.kernels (jaxrec/train/
+  # row_sparse.py; MF and NCF models, the single and pmap launchers).
   c.optim.tables = "dense"
 
   c.train = ml_collections.ConfigDict()

@@ -16,7 +16,7 @@ Per element, with g = 0 on untouched rows and t the step number (1, 2, ...):
   p <- p - lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
 which is Adam with bias correction, written as PyTorch writes it; optax's
 adam computes the same quantity in another order, so the two agree to
-float32 rounding (tests/test_row_adam.py).
+float32 rounding (tests/test_row_sparse.py).
 """
 
 from __future__ import annotations

@@ -109,20 +109,23 @@ def _ranking_job(config, split: splits.Split, sets: dict, protocol: str,
 
 
 def _tables_step(optim, model, loss):
-  """`make_step(axis_name)` of the row-sparse Adam step when `optim.tables`
-  asks for it, else None (the launcher's own step)."""
+  """`make_step(axis_name)` of the row-sparse step when `optim.tables`
+  asks for it ('row_adam' with Adam, 'row_sgd' with SGD), else None (the
+  launcher's own step)."""
   tables = optim.get("tables", "dense")
   if tables == "dense":
     return None
-  if tables != "row_adam":
-    raise ValueError(f"unknown optim.tables {tables!r}; expected 'dense' or "
-                     "'row_adam'")
-  if optim.name != "adam" or optim.get("clip_norm", 0.0):
-    raise ValueError("optim.tables='row_adam' is Adam's step: it needs "
-                     f"optim.name='adam' without clipping, not {optim.name!r}"
-                     f" with clip_norm={optim.get('clip_norm', 0.0)}")
+  needs = {"row_adam": "adam", "row_sgd": "sgd"}
+  if tables not in needs:
+    raise ValueError(f"unknown optim.tables {tables!r}; expected 'dense', "
+                     "'row_adam' or 'row_sgd'")
+  if optim.name != needs[tables] or optim.get("clip_norm", 0.0):
+    raise ValueError(f"optim.tables={tables!r} needs optim.name="
+                     f"{needs[tables]!r} without clipping, not "
+                     f"{optim.name!r} with clip_norm="
+                     f"{optim.get('clip_norm', 0.0)}")
   return functools.partial(row_sparse.make_train_step, model, loss,
-                           optim.learning_rate)
+                           optim.learning_rate, optimizer=needs[tables])
 
 
 SAMPLINGS = ("uniform", "popularity", "uniform-all")

@@ -1,9 +1,12 @@
-"""A train step whose embedding tables take exact dense Adam row-sparsely.
+"""A train step whose embedding tables take exact dense Adam (or SGD)
+row-sparsely.
 
 `make_train_step(model, loss_fn, lr)` returns a drop-in for
 `step.make_train_step(loss_fn)` on a state built with `optax.adam(lr)`: the
 same optimiser, state layout and checkpoints, the same numbers to float32
-rounding.  What changes is how the tables' step is computed.  jax.grad
+rounding.  (With optimizer='sgd', the same for `optax.sgd(lr)`: a table's
+rows the batch missed have a zero gradient and do not move, so a
+scatter-add of the looked-up rows is its whole step.)  What changes is how the tables' step is computed.  jax.grad
 would build each table's gradient as a table-sized array (a zero fill and a
 scatter of the batch's rows) and optax would then make three passes over
 every table.  Here every `nn.Embed` lookup in the loss is intercepted and
@@ -68,26 +71,19 @@ def rows_and_slots(ids, row_grads, n_rows: int):
   return slot, g
 
 
-def _per_table(keys, lookups, ids, row_grads, tables):
-  """(slots, grads) per table key: every lookup of a table, summed by row.
-  `lookups` lists each lookup's table key; ids and row_grads are per
-  lookup, (..., ) and (..., dim)."""
-  slots, grads = [], []
-  for key in keys:
-    mine = [i for i, k in enumerate(lookups) if k == key]
-    rows, dim = tables[key].shape
-    slot, g = rows_and_slots(
-        jnp.concatenate([ids[i].reshape(-1) for i in mine]),
-        jnp.concatenate([row_grads[i].reshape(-1, dim) for i in mine]), rows)
-    slots.append(slot)
-    grads.append(g)
-  return slots, grads
+def _concat(lookups, key, ids, row_grads, dim):
+  """(n,) ids and (n, dim) row gradients of every lookup of table `key`."""
+  mine = [i for i, k in enumerate(lookups) if k == key]
+  return (jnp.concatenate([ids[i].reshape(-1) for i in mine]),
+          jnp.concatenate([row_grads[i].reshape(-1, dim) for i in mine]))
 
 
 def make_train_step(model, loss_fn, lr: float, axis_name: str | None = None,
-                    *, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8):
+                    *, optimizer: str = "adam", b1: float = 0.9,
+                    b2: float = 0.999, eps: float = 1e-8):
   """`train_step(state, batch, key) -> (state, metrics)` for a state whose
-  tx is `optax.adam(lr, b1, b2, eps)` (see the module docstring).
+  tx is `optax.adam(lr, b1, b2, eps)` (optimizer 'adam') or `optax.sgd(lr)`
+  ('sgd', no momentum: only the touched rows move, by a scatter-add).
 
   Under `pmap` with `axis_name`, the step is that of the mean loss over
   devices, as step.make_train_step's: the dense gradients and metrics are
@@ -95,14 +91,20 @@ def make_train_step(model, loss_fn, lr: float, axis_name: str | None = None,
   gradients (divided by the device count), so all replicas make the same
   table step.
 
-  Raises ValueError for a model not in SUPPORTED, and at trace time for a
-  state whose optimiser is not Adam.
+  Raises ValueError for a model not in SUPPORTED or an unknown optimizer,
+  and at trace time for a state of another optimiser.
   """
   if not isinstance(model, SUPPORTED):
     raise ValueError(
-        f"row-sparse Adam supports {[c.__name__ for c in SUPPORTED]}, whose "
+        f"row-sparse steps support {[c.__name__ for c in SUPPORTED]}, whose "
         f"tables are read by lookups only; not {type(model).__name__}")
-  dense_tx = optax.adam(lr, b1=b1, b2=b2, eps=eps)
+  if optimizer == "adam":
+    dense_tx = optax.adam(lr, b1=b1, b2=b2, eps=eps)
+  elif optimizer == "sgd":
+    dense_tx = optax.sgd(lr)
+  else:
+    raise ValueError(f"unknown optimizer {optimizer!r}; expected 'adam' or "
+                     "'sgd'")
 
   def gradients(loss, params):
     """(loss, aux, dense gradients, table keys, per-lookup table keys, ids
@@ -129,12 +131,43 @@ def make_train_step(model, loss_fn, lr: float, axis_name: str | None = None,
         objective, argnums=(0, 1), has_aux=True)(dense, offsets)
     return value, aux, g_dense, keys, lookups, ids, g_rows
 
+  def sgd(opt_state, flat, dense, g_dense, keys, rows):
+    """Plain SGD: the dense step by optax, each table's by a scatter-add
+    of its looked-up rows (rows: key -> (ids, row gradients))."""
+    if jax.tree.leaves(opt_state):
+      raise ValueError("optim.tables='row_sgd' needs the state of "
+                       "optax.sgd without momentum")
+    updates, opt_state = dense_tx.update(g_dense, opt_state, dense)
+    tables = {k: flat[k].at[rows[k][0]].add(-lr * rows[k][1]) for k in keys}
+    return {**optax.apply_updates(dense, updates), **tables}, opt_state
+
+  def adam(opt_state, flat, dense, g_dense, keys, rows):
+    """Adam: the dense step by optax on its share of the state, the tables'
+    by one kernel pass each."""
+    state, *rest = opt_state
+    if not isinstance(state, optax.ScaleByAdamState):
+      raise ValueError("optim.tables='row_adam' needs the state of "
+                       f"optax.adam, got {type(state).__name__}")
+    mu, nu = (traverse_util.flatten_dict(t) for t in (state.mu, state.nu))
+    pick = lambda tree: {k: tree[k] for k in dense}
+    updates, (new, *new_rest) = dense_tx.update(
+        g_dense, (optax.ScaleByAdamState(state.count, pick(mu), pick(nu)),
+                  *rest), dense)
+    slots, grads = zip(*[rows_and_slots(*rows[k], flat[k].shape[0])
+                         for k in keys])
+    tables, t_mu, t_nu = kernels.row_adam(
+        [flat[k] for k in keys], [mu[k] for k in keys], [nu[k] for k in keys],
+        list(slots), list(grads), state.count, lr, b1=b1, b2=b2, eps=eps)
+    with_tables = lambda d, t: traverse_util.unflatten_dict(
+        {**d, **dict(zip(keys, t))})
+    return ({**optax.apply_updates(dense, updates), **dict(zip(keys, tables))},
+            (optax.ScaleByAdamState(new.count, with_tables(new.mu, t_mu),
+                                    with_tables(new.nu, t_nu)), *new_rest))
+
+  update = adam if optimizer == "adam" else sgd
+
   def train_step(state, batch, key):
     key = jax.random.fold_in(key, state.step)
-    adam, *rest = state.opt_state
-    if not isinstance(adam, optax.ScaleByAdamState):
-      raise ValueError("optim.tables='row_adam' needs the state of "
-                       f"optax.adam, got {type(adam).__name__}")
     value, aux, g_dense, keys, lookups, ids, g_rows = gradients(
         lambda p: loss_fn(p, batch, key, state.apply_fn), state.params)
     metrics = {"loss": value, **aux}
@@ -143,30 +176,14 @@ def make_train_step(model, loss_fn, lr: float, axis_name: str | None = None,
       share = jax.lax.psum(1, axis_name)
       ids, g_rows = jax.lax.all_gather((ids, g_rows), axis_name)
       g_rows = [g / share for g in g_rows]
-
-    # The dense parameters: optax's Adam on their share of the state.
-    flat, mu, nu = (traverse_util.flatten_dict(t) for t in
-                    (state.params, adam.mu, adam.nu))
+    flat = traverse_util.flatten_dict(state.params)
     dense = {k: v for k, v in flat.items() if k not in keys}
-    pick = lambda tree: {k: tree[k] for k in dense}
-    updates, (new_adam, *new_rest) = dense_tx.update(
-        g_dense, (optax.ScaleByAdamState(adam.count, pick(mu), pick(nu)),
-                  *rest), dense)
-    dense = optax.apply_updates(dense, updates)
-
-    # The tables: one kernel pass each.
-    slots, grads = _per_table(keys, lookups, ids, g_rows, flat)
-    tables, t_mu, t_nu = kernels.row_adam(
-        [flat[k] for k in keys], [mu[k] for k in keys], [nu[k] for k in keys],
-        slots, grads, adam.count, lr, b1=b1, b2=b2, eps=eps)
-
-    merge = lambda d, t: traverse_util.unflatten_dict({**d, **dict(zip(keys,
-                                                                       t))})
-    opt_state = (optax.ScaleByAdamState(new_adam.count,
-                                        merge(new_adam.mu, t_mu),
-                                        merge(new_adam.nu, t_nu)),
-                 *new_rest)
-    return state.replace(step=state.step + 1, params=merge(dense, tables),
+    rows = {k: _concat(lookups, k, ids, g_rows, flat[k].shape[1])
+            for k in keys}
+    params, opt_state = update(state.opt_state, flat, dense, g_dense, keys,
+                               rows)
+    return state.replace(step=state.step + 1,
+                         params=traverse_util.unflatten_dict(params),
                          opt_state=opt_state), metrics
 
   return train_step
