@@ -250,14 +250,19 @@ def get_sweep():
       # GMF, MLP-3 and NeuMF-pre each keep their epoch of best test HR@10,
       # and NeuMF-pre starts from the GMF and MLP-3 so chosen, as the
       # authors' pre-training files were saved.  Not a result of ours.
-      # The Adam rows again with the tables' step made by the CPU kernel
-      # (optim.tables='row_adam'): the same optimiser to float32 rounding,
-      # so these should match the plain rows within seed noise, faster.
+      # The plain rows again with the tables stepped row-sparsely: Adam's by
+      # the CPU kernel (optim.tables='row_adam'), NeuMF-pre's plain SGD by
+      # a scatter-add ('row_sgd').  The same optimisers to float32
+      # rounding, so these should match the plain rows within seed noise.
       rows = f"{variant},row-adam"
       kernel = {"optim.tables": "row_adam"}
       runs += [_run("GMF", rows, seed, factors, {**_gmf(factors), **kernel}),
                _run("MLP-3", rows, seed, factors, {**_mlp(factors), **kernel}),
-               _neumf(rows, seed, factors, kernel)]
+               _neumf(rows, seed, factors, kernel),
+               _run("NeuMF-pre", rows, seed, factors, {
+                   "optim.tables": "row_sgd", **_pretrained(
+                       factors, _workdir("GMF", rows, seed),
+                       _workdir("MLP-3", rows, seed))})]
       leak = f"{variant},select-on-test"
       on_test = {"eval.select_role": "test",
                  "eval.select": "ncf-sampled-99/HR@10"}
