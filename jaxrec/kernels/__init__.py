@@ -128,7 +128,11 @@ def row_adam(params, mus, nus, slots, grads, count, lr, *, b1=0.9,
   Returns:
     (params, mus, nus) after the step, as K-lists.
   """
+  if not params:
+    return [], [], []
   step, inv = coefficients(count, lr, b1, b2)
+  # The platform the step is traced for: jaxrec's launchers place the
+  # state on jax's default backend.
   if jax.default_backend() != "cpu":
     out = [row_adam_jnp(*t, step, inv, b1, b2, eps)
            for t in zip(params, mus, nus, slots, grads)]
