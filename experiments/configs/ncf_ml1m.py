@@ -74,6 +74,15 @@ as phase 1 (MLP-3-8 about 4 min, NeuMF-8 about 8 min a seed, alone).
   ... --name=ncf_ml1m_refit \
       --only='^((GMF|MLP-3|NeuMF-pre)-factors=(8|16)|NeuMF-factors=8|MLP-3-factors=32),refit-seed[012]$'
 
+The 64-factor rows with the tables stepped row-sparsely ('<F>,row-adam'
+rows: optim.tables='row_adam', NeuMF-pre 'row_sgd'; results/
+ncf_ml1m_row_adam.md, 3 seeds): GMF .6941/.4175 (identical to the plain
+row), MLP-3 .6908/.4166, NeuMF .6855/.4138, NeuMF-pre .7108/.4324, all
+within seed noise of the plain rows; one epoch takes 5.4 s (GMF), 29 s
+(MLP-3) and 34 s (NeuMF) alone, against 11, 40 and 47 s (bench_ncf).
+  ... --name=ncf_ml1m_row_adam \
+      --only='^(GMF|MLP-3|NeuMF|NeuMF-pre)-factors=64,row-adam-seed[012]$'
+
 The released code (NeuMF.py, GMF.py, MLP.py) evaluates test after every
 epoch and reports, and saves for pre-training, its best test HR@10.  Two
 leaky readings of our runs measure how much of the gap that explains:
