@@ -47,12 +47,11 @@ def _batches(rng, steps, batch):
           "label": rng.integers(0, 2, (steps, batch)).astype(np.float32)}
 
 
-def jax_runner(name, factors, batch, steps_per_call, opt=None,
-               tables="dense"):
-  """(run, examples per call): `steps_per_call` jitted steps per dispatch,
-  compiled; `opt` defaults to optax.adam(1e-3).  tables='row_adam' runs
-  the same Adam with its tables stepped by jaxrec.kernels.row_adam
-  (train.row_sparse), as `--config.optim.tables=row_adam` does."""
+def _placed(name, factors, batch, opt=None, tables="dense"):
+  """(launcher, state on its device): the 'single' launcher's BCE step of
+  the named model, optax.adam(1e-3) unless `opt`; tables='row_adam' steps
+  the tables by jaxrec.kernels.row_adam (train.row_sparse), as
+  `--config.optim.tables=row_adam` does."""
   model = _jax_model(name, factors)
   state = setup.create_state(model, opt or optax.adam(1e-3),
                              jax.random.key(0))
@@ -60,7 +59,15 @@ def jax_runner(name, factors, batch, steps_per_call, opt=None,
           if tables == "row_adam" else None)
   launcher = parallel.make_launcher("single", tasks.pointwise_loss, batch,
                                     train_step=step)
-  box = {"s": launcher.put_state(state)}
+  return launcher, launcher.put_state(state)
+
+
+def jax_runner(name, factors, batch, steps_per_call, opt=None,
+               tables="dense"):
+  """(run, examples per call): `steps_per_call` jitted steps per dispatch,
+  compiled; `opt` and `tables` as in _placed."""
+  launcher, state = _placed(name, factors, batch, opt, tables)
+  box = {"s": state}
   placed = launcher.put_batches(_batches(np.random.default_rng(0),
                                          steps_per_call, batch))
 
@@ -145,13 +152,8 @@ def ncf_epoch_seconds(name, tables="dense") -> float:
   train = split.train
   sampler = tasks.NegativeSampler(negatives.PositiveSets.build(
       train.users, train.items, train.n_users, train.n_items))
-  model = _jax_model(name, 64)
-  state = setup.create_state(model, optax.adam(1e-3), jax.random.key(0))
-  step = (row_sparse.make_train_step(model, tasks.pointwise_loss, 1e-3)
-          if tables == "row_adam" else None)
-  launcher = parallel.make_launcher("single", tasks.pointwise_loss, 256,
-                                    train_step=step)
-  box = {"s": launcher.put_state(state), "epoch": 0}
+  launcher, state = _placed(name, 64, 256, tables=tables)
+  box = {"s": state, "epoch": 0}
 
   def epoch():
     batches = tasks.pointwise_epoch(train, sampler, 4, 256,

@@ -78,6 +78,33 @@ def _concat(lookups, key, ids, row_grads, dim):
           jnp.concatenate([row_grads[i].reshape(-1, dim) for i in mine]))
 
 
+def _row_gradients(loss, dense, tables, lookups):
+  """Gradients of `loss(params)` without a table-sized gradient.
+
+  Args:
+    loss: params -> (mean loss, aux).
+    dense, tables: the flattened parameters, tables apart.
+    lookups: (table key, ids shape) of each nn.Embed lookup, in call order.
+
+  Returns:
+    (loss, aux, dense gradients, each lookup's ids, each lookup's row
+    gradients (ids shape + (dim,))).
+  """
+
+  def objective(dense, offsets):
+    found = []
+    params = traverse_util.unflatten_dict({**dense, **tables})
+    with nn.intercept_methods(_lookups(offsets, found)):
+      value, aux = loss(params)
+    return value, (aux, [ids for _, ids in found])
+
+  offsets = [jnp.zeros(shape + tables[key].shape[1:])
+             for key, shape in lookups]
+  (value, (aux, ids)), (g_dense, g_rows) = jax.value_and_grad(
+      objective, argnums=(0, 1), has_aux=True)(dense, offsets)
+  return value, aux, g_dense, ids, g_rows
+
+
 def make_train_step(model, loss_fn, lr: float, axis_name: str | None = None,
                     *, optimizer: str = "adam", b1: float = 0.9,
                     b2: float = 0.999, eps: float = 1e-8):
@@ -105,31 +132,6 @@ def make_train_step(model, loss_fn, lr: float, axis_name: str | None = None,
   else:
     raise ValueError(f"unknown optimizer {optimizer!r}; expected 'adam' or "
                      "'sgd'")
-
-  def gradients(loss, params):
-    """(loss, aux, dense gradients, table keys, per-lookup table keys, ids
-    and row gradients) of `loss(params)`, no table-sized gradient built."""
-    seen = []
-    with nn.intercept_methods(_lookups(None, seen)):
-      jax.eval_shape(loss, params)                  # finds the lookups
-    lookups = [key for key, _ in seen]
-    keys = list(dict.fromkeys(lookups))
-    flat = traverse_util.flatten_dict(params)
-    tables = {k: flat[k] for k in keys}
-    offsets = [jnp.zeros(ids.shape + tables[key].shape[1:])
-               for key, ids in seen]
-
-    def objective(dense, offsets):
-      found = []
-      params = traverse_util.unflatten_dict({**dense, **tables})
-      with nn.intercept_methods(_lookups(offsets, found)):
-        value, aux = loss(params)
-      return value, (aux, [ids for _, ids in found])
-
-    dense = {k: v for k, v in flat.items() if k not in tables}
-    (value, (aux, ids)), (g_dense, g_rows) = jax.value_and_grad(
-        objective, argnums=(0, 1), has_aux=True)(dense, offsets)
-    return value, aux, g_dense, keys, lookups, ids, g_rows
 
   def sgd(opt_state, flat, dense, g_dense, keys, rows):
     """Plain SGD: the dense step by optax, each table's by a scatter-add
@@ -168,16 +170,23 @@ def make_train_step(model, loss_fn, lr: float, axis_name: str | None = None,
 
   def train_step(state, batch, key):
     key = jax.random.fold_in(key, state.step)
-    value, aux, g_dense, keys, lookups, ids, g_rows = gradients(
-        lambda p: loss_fn(p, batch, key, state.apply_fn), state.params)
+    loss = lambda params: loss_fn(params, batch, key, state.apply_fn)
+    seen = []
+    with nn.intercept_methods(_lookups(None, seen)):
+      jax.eval_shape(loss, state.params)            # finds the lookups
+    lookups = [k for k, _ in seen]
+    keys = list(dict.fromkeys(lookups))
+    flat = traverse_util.flatten_dict(state.params)
+    dense = {k: v for k, v in flat.items() if k not in keys}
+    value, aux, g_dense, ids, g_rows = _row_gradients(
+        loss, dense, {k: flat[k] for k in keys},
+        [(k, ids.shape) for k, ids in seen])
     metrics = {"loss": value, **aux}
     if axis_name is not None:
       g_dense, metrics = jax.lax.pmean((g_dense, metrics), axis_name)
       share = jax.lax.psum(1, axis_name)
       ids, g_rows = jax.lax.all_gather((ids, g_rows), axis_name)
       g_rows = [g / share for g in g_rows]
-    flat = traverse_util.flatten_dict(state.params)
-    dense = {k: v for k, v in flat.items() if k not in keys}
     rows = {k: _concat(lookups, k, ids, g_rows, flat[k].shape[1])
             for k in keys}
     params, opt_state = update(state.opt_state, flat, dense, g_dense, keys,
