@@ -10,14 +10,13 @@
 // where step = -lr / (1 - b1^t) and inv_sqrt_bc2 = 1 / sqrt(1 - b2^t).
 
 #include <algorithm>
-#include <atomic>
 #include <cmath>
 #include <cstdint>
-#include <memory>
 #include <string>
-#include <thread>
+#include <utility>
 #include <vector>
 
+#include "parallel_for.h"
 #include "xla/ffi/api/ffi.h"
 
 namespace ffi = xla::ffi;
@@ -70,50 +69,23 @@ void Rows(const Coeffs& c, const Table& t, int64_t lo, int64_t hi) {
   }
 }
 
-// Chunks of rows, taken in turn by the calling thread and the pool's.
+// Chunks of rows, shared out by ParallelFor.
 constexpr int64_t kChunkFloats = 1 << 15;
 
-// Shared with the pool's tasks, which may start after the call has
-// returned (when every thread was busy, e.g. with other devices' kernels):
-// a late task finds no chunk left and touches nothing else.
-struct Job {
-  Coeffs c;
-  std::vector<Table> tables;
+void RunAll(ffi::ThreadPool& pool, const Coeffs& c,
+            const std::vector<Table>& tables) {
   std::vector<std::pair<int64_t, int64_t>> chunks;  // (table, first row)
   std::vector<int64_t> chunk_rows;                  // per table
-  std::atomic<int64_t> next{0}, done{0};
-
-  void Work() {
-    const int64_t total = chunks.size();
-    for (int64_t i; (i = next.fetch_add(1, std::memory_order_relaxed)) < total;) {
-      const auto [k, lo] = chunks[i];
-      const Table& t = tables[k];
-      Rows(c, t, lo, std::min(t.rows, lo + chunk_rows[k]));
-      done.fetch_add(1, std::memory_order_release);
-    }
+  for (size_t k = 0; k < tables.size(); ++k) {
+    const Table& t = tables[k];
+    chunk_rows.push_back(std::max<int64_t>(1, kChunkFloats / std::max<int64_t>(1, t.dim)));
+    for (int64_t r = 0; r < t.rows; r += chunk_rows[k]) chunks.push_back({int64_t(k), r});
   }
-};
-
-// Runs every chunk; returns when all are done.  The caller works too, so
-// it never waits on a task that has not started: it waits only for chunks
-// that running threads have claimed.
-void RunAll(ffi::ThreadPool& pool, const Coeffs& c,
-            std::vector<Table> tables) {
-  auto job = std::make_shared<Job>();
-  job->c = c;
-  job->tables = std::move(tables);
-  for (size_t k = 0; k < job->tables.size(); ++k) {
-    const Table& t = job->tables[k];
-    job->chunk_rows.push_back(std::max<int64_t>(1, kChunkFloats / std::max<int64_t>(1, t.dim)));
-    for (int64_t r = 0; r < t.rows; r += job->chunk_rows[k]) job->chunks.push_back({k, r});
-  }
-  const int64_t total = job->chunks.size();
-  // One thread per core: the calling thread plus (cores - 1) of the pool's.
-  const int64_t cores = std::max<int64_t>(1, std::thread::hardware_concurrency());
-  const int64_t helpers = std::min<int64_t>({pool.num_threads(), cores - 1, total - 1});
-  for (int64_t h = 0; h < helpers; ++h) pool.Schedule([job] { job->Work(); });
-  job->Work();
-  while (job->done.load(std::memory_order_acquire) < total) std::this_thread::yield();
+  jaxrec::ParallelFor(pool, chunks.size(), [&](int64_t i) {
+    const auto [k, lo] = chunks[i];
+    const Table& t = tables[k];
+    Rows(c, t, lo, std::min(t.rows, lo + chunk_rows[k]));
+  });
 }
 
 ffi::Error RowAdamImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> scalars,

@@ -24,13 +24,18 @@ class Tower(nn.Module):
   Attributes:
     widths: hidden widths, e.g. (32, 16, 8); () is the identity.
     dropout: rate after each hidden layer (0 = none).
+    matmul: what makes the layers' products: 'xla' (lax.dot_general) or
+      'blas' (Intel MKL's sgemm, jaxrec.models.matmul.blas_dot_general).
   """
 
   widths: Sequence[int]
   dropout: float = 0.0
+  matmul: str = "xla"
 
   def setup(self):
-    self.dense = [nn.Dense(w) for w in self.widths]  # dense_0, dense_1, ...
+    dot = matmul.dense_dot_general(self.matmul)
+    self.dense = [nn.Dense(w, dot_general=dot)          # dense_0, dense_1, ...
+                  for w in self.widths]
     self.drop = Dropout(self.dropout)
 
   def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:

@@ -12,6 +12,9 @@ and gradient ran 1.57x (128 x 200 rows, 50 -> 50) and 2.34x (256 x 200
 rows, 64 -> 256) as fast, and bench_seq's SASRec and BERT4Rec training
 steps 1.12x and 1.10x (scripts/bench_seq_forms.py,
 results/bench_seq_forms.md).
+
+`blas_dot_general` runs the same 2-D product through Intel MKL's sgemm
+(jaxrec.kernels.blas): the NCF towers' `matmul='blas'`.
 """
 
 from __future__ import annotations
@@ -19,6 +22,31 @@ from __future__ import annotations
 import math
 
 from jax import lax
+
+from jaxrec.kernels import blas
+
+
+def _dense_form(lhs, rhs, dimension_numbers):
+  """(leading, inner, rest) shapes when this lax.dot_general is a Dense
+  layer's (no batch axes, lhs's trailing k axes contracting with rhs's
+  leading k axes in order), else None."""
+  (lhs_contract, rhs_contract), (lhs_batch, rhs_batch) = dimension_numbers
+  k = len(lhs_contract)
+  trailing = tuple(range(lhs.ndim - k, lhs.ndim))
+  if (lhs_batch or rhs_batch or k == 0 or tuple(lhs_contract) != trailing
+      or tuple(rhs_contract) != tuple(range(k))):
+    return None
+  return (lhs.shape[:lhs.ndim - k], math.prod(lhs.shape[lhs.ndim - k:]),
+          rhs.shape[k:])
+
+
+def _flat(dot, lhs, rhs, form, **kwargs):
+  """`dot` of lhs as (prod(leading), inner) and rhs as (inner,
+  prod(rest)), reshaped back to leading + rest."""
+  leading, inner, rest = form
+  out = dot(lhs.reshape(math.prod(leading), inner),
+            rhs.reshape(inner, math.prod(rest)), **kwargs)
+  return out.reshape(leading + rest)
 
 
 def flat_dot_general(lhs, rhs, dimension_numbers, precision=None,
@@ -35,19 +63,37 @@ def flat_dot_general(lhs, rhs, dimension_numbers, precision=None,
   the `dot_general` of nn.Dense / nn.DenseGeneral and the
   `qkv_dot_general` / `out_dot_general` of nn.MultiHeadDotProductAttention.
   """
-  (lhs_contract, rhs_contract), (lhs_batch, rhs_batch) = dimension_numbers
-  k = len(lhs_contract)
-  trailing = tuple(range(lhs.ndim - k, lhs.ndim))
-  dense_form = (not lhs_batch and not rhs_batch and k > 0
-                and tuple(lhs_contract) == trailing
-                and tuple(rhs_contract) == tuple(range(k)))
-  if not dense_form:
+  form = _dense_form(lhs, rhs, dimension_numbers)
+  if form is None:
     return lax.dot_general(lhs, rhs, dimension_numbers, precision=precision,
                            preferred_element_type=preferred_element_type)
-  leading, rest = lhs.shape[:lhs.ndim - k], rhs.shape[k:]
-  inner = math.prod(lhs.shape[lhs.ndim - k:])
-  out = lax.dot_general(
-      lhs.reshape(math.prod(leading), inner),
-      rhs.reshape(inner, math.prod(rest)), (((1,), (0,)), ((), ())),
-      precision=precision, preferred_element_type=preferred_element_type)
-  return out.reshape(leading + rest)
+  return _flat(lax.dot, lhs, rhs, form, precision=precision,
+               preferred_element_type=preferred_element_type)
+
+
+def blas_dot_general(lhs, rhs, dimension_numbers, precision=None,
+                     preferred_element_type=None):
+  """flat_dot_general with the 2-D product made by Intel MKL's sgemm
+  (jaxrec.kernels.blas: float32 on the CPU; lax's dot elsewhere)."""
+  form = _dense_form(lhs, rhs, dimension_numbers)
+  if form is None:
+    return lax.dot_general(lhs, rhs, dimension_numbers, precision=precision,
+                           preferred_element_type=preferred_element_type)
+  return _flat(blas.dot, lhs, rhs, form, precision=precision,
+               preferred_element_type=preferred_element_type)
+
+
+DOT_GENERALS = {"xla": None, "blas": blas_dot_general}
+
+
+def dense_dot_general(matmul: str):
+  """The `dot_general` of nn.Dense for a model's `matmul` field: 'xla'
+  (None: lax.dot_general, flax's default) or 'blas' (blas_dot_general).
+
+  Raises ValueError for another name.
+  """
+  try:
+    return DOT_GENERALS[matmul]
+  except KeyError:
+    raise ValueError(f"unknown matmul {matmul!r}; expected one of "
+                     f"{sorted(DOT_GENERALS)}") from None

@@ -4,17 +4,20 @@ row-sparsely.
 `make_train_step(model, loss_fn, lr)` returns a drop-in for
 `step.make_train_step(loss_fn)` on a state built with `optax.adam(lr)`: the
 same optimiser, state layout and checkpoints, the same numbers to float32
-rounding.  (With optimizer='sgd', the same for `optax.sgd(lr)`: a table's
+rounding. (With optimizer='sgd', the same for `optax.sgd(lr)`: a table's
 rows the batch missed have a zero gradient and do not move, so a
-scatter-add of the looked-up rows is its whole step.)  What changes is how the tables' step is computed.  jax.grad
-would build each table's gradient as a table-sized array (a zero fill and a
-scatter of the batch's rows) and optax would then make three passes over
-every table.  Here every `nn.Embed` lookup in the loss is intercepted and
-given a zero offset (the lookup's shape, (B, ..., dim)); the gradient with
-respect to those offsets is the gradient of the rows the batch looked up.
-Their ids, summed per distinct row, feed `jaxrec.kernels.row_adam`, which
-makes the whole dense Adam step (every row's moments decay, every row
-moves) in one pass per table.  The other parameters take optax's Adam.
+scatter-add of the looked-up rows is its whole step.) What changes is how
+the tables' step is computed. jax.grad would build each table's gradient as
+a table-sized array (a zero fill and a scatter of the batch's rows) and
+optax would then make three passes over every table. Here every `nn.Embed`
+lookup in the loss is intercepted and given a zero offset (the lookup's
+shape, (B, ..., dim)); the gradient with respect to those offsets is the
+gradient of the rows the batch looked up. Their ids, summed per distinct
+row, feed `jaxrec.kernels.row_adam`, which makes the whole dense Adam step
+(every row's moments decay, every row moves) in one pass per table. The
+same kernel call steps the other parameters from their whole gradients
+(every row touched), so one multi-threaded pass makes all of Adam's step.
+With SGD, the other parameters take optax.sgd.
 
 Only models whose tables are read through `nn.Embed.__call__` alone may
 use it (a table read any other way would lose that read's gradient), so
@@ -71,6 +74,17 @@ def rows_and_slots(ids, row_grads, n_rows: int):
   return slot, g
 
 
+def _as_rows(x):
+  """x as a 2-D (rows, last axis) view for the kernel; a scalar is (1, 1)."""
+  return x.reshape(-1, x.shape[-1]) if x.ndim else x.reshape(1, 1)
+
+
+def _all_rows(g):
+  """(slot, g) of a dense parameter's gradient: every row touched."""
+  g = _as_rows(g)
+  return jnp.arange(g.shape[0], dtype=jnp.int32), g
+
+
 def _concat(lookups, key, ids, row_grads, dim):
   """(n,) ids and (n, dim) row gradients of every lookup of table `key`."""
   mine = [i for i, k in enumerate(lookups) if k == key]
@@ -125,11 +139,7 @@ def make_train_step(model, loss_fn, lr: float, axis_name: str | None = None,
     raise ValueError(
         f"row-sparse steps support {[c.__name__ for c in SUPPORTED]}, whose "
         f"tables are read by lookups only; not {type(model).__name__}")
-  if optimizer == "adam":
-    dense_tx = optax.adam(lr, b1=b1, b2=b2, eps=eps)
-  elif optimizer == "sgd":
-    dense_tx = optax.sgd(lr)
-  else:
+  if optimizer not in ("adam", "sgd"):
     raise ValueError(f"unknown optimizer {optimizer!r}; expected 'adam' or "
                      "'sgd'")
 
@@ -139,32 +149,30 @@ def make_train_step(model, loss_fn, lr: float, axis_name: str | None = None,
     if jax.tree.leaves(opt_state):
       raise ValueError("optim.tables='row_sgd' needs the state of "
                        "optax.sgd without momentum")
-    updates, opt_state = dense_tx.update(g_dense, opt_state, dense)
+    updates, opt_state = optax.sgd(lr).update(g_dense, opt_state, dense)
     tables = {k: flat[k].at[rows[k][0]].add(-lr * rows[k][1]) for k in keys}
     return {**optax.apply_updates(dense, updates), **tables}, opt_state
 
   def adam(opt_state, flat, dense, g_dense, keys, rows):
-    """Adam: the dense step by optax on its share of the state, the tables'
-    by one kernel pass each."""
+    """Adam, every parameter in one kernel call: each table from its
+    looked-up rows, each dense parameter from its whole gradient (every
+    row touched), as a (rows, last axis) view."""
     state, *rest = opt_state
     if not isinstance(state, optax.ScaleByAdamState):
       raise ValueError("optim.tables='row_adam' needs the state of "
                        f"optax.adam, got {type(state).__name__}")
     mu, nu = (traverse_util.flatten_dict(t) for t in (state.mu, state.nu))
-    pick = lambda tree: {k: tree[k] for k in dense}
-    updates, (new, *new_rest) = dense_tx.update(
-        g_dense, (optax.ScaleByAdamState(state.count, pick(mu), pick(nu)),
-                  *rest), dense)
-    slots, grads = zip(*[rows_and_slots(*rows[k], flat[k].shape[0])
-                         for k in keys])
-    tables, t_mu, t_nu = kernels.row_adam(
-        [flat[k] for k in keys], [mu[k] for k in keys], [nu[k] for k in keys],
+    names = list(dense) + keys
+    slots, grads = zip(*(
+        [_all_rows(g_dense[k]) for k in dense] +
+        [rows_and_slots(*rows[k], flat[k].shape[0]) for k in keys]))
+    p, m, v = kernels.row_adam(
+        *([_as_rows(tree[k]) for k in names] for tree in (flat, mu, nu)),
         list(slots), list(grads), state.count, lr, b1=b1, b2=b2, eps=eps)
-    with_tables = lambda d, t: traverse_util.unflatten_dict(
-        {**d, **dict(zip(keys, t))})
-    return ({**optax.apply_updates(dense, updates), **dict(zip(keys, tables))},
-            (optax.ScaleByAdamState(new.count, with_tables(new.mu, t_mu),
-                                    with_tables(new.nu, t_nu)), *new_rest))
+    back = lambda xs: {k: x.reshape(flat[k].shape) for k, x in zip(names, xs)}
+    tree = lambda xs: traverse_util.unflatten_dict(back(xs))
+    return back(p), (optax.ScaleByAdamState(
+        optax.safe_increment(state.count), tree(m), tree(v)), *rest)
 
   update = adam if optimizer == "adam" else sgd
 

@@ -1,0 +1,87 @@
+"""Float32 matrix products by Intel MKL's sgemm.
+
+XLA's CPU backend runs a Dense layer's products at batch 256 at about
+half the machine's float32 peak; MKL's sgemm, one single-threaded call per
+core on its share of the rows (matmul.cc), runs near it
+(results/bench_ncf_parts.md).  MKL is an optional dependency, linked
+statically into the kernel (jaxrec.kernels.build: `pip install -e
+'.[mkl]'`, x86-64 only), and used only on the CPU: other backends, and
+products that are not float32, run lax.dot.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from jaxrec.kernels import build
+
+
+def available() -> bool:
+  """Whether MKL's archives are installed (the BLAS kernel can be built)."""
+  try:
+    build.mkl_archives()
+  except RuntimeError:
+    return False
+  return True
+
+
+@functools.cache
+def load() -> None:
+  """Builds (if needed) and registers the matmul kernel, once."""
+  build.load("matmul")
+
+
+def matmul(a: jax.Array, b: jax.Array, *, transpose_a: bool = False,
+           transpose_b: bool = False) -> jax.Array:
+  """op(a) @ op(b) by the CPU kernel, op transposing where asked.
+
+  Args:
+    a: (m, k) float32, or (k, m) with transpose_a.
+    b: (k, n) float32, or (n, k) with transpose_b.
+  Returns:
+    (m, n) float32.  Not differentiable: see `product`.
+  """
+  load()
+  m = a.shape[1] if transpose_a else a.shape[0]
+  n = b.shape[0] if transpose_b else b.shape[1]
+  call = jax.ffi.ffi_call("jaxrec_matmul",
+                          jax.ShapeDtypeStruct((m, n), jnp.float32),
+                          vmap_method="sequential")
+  return call(a, b, transpose_a=transpose_a, transpose_b=transpose_b)
+
+
+@jax.custom_vjp
+def product(x: jax.Array, w: jax.Array) -> jax.Array:
+  """x @ w by the kernel, differentiable: x (m, k), w (k, n) -> (m, n)."""
+  return matmul(x, w)
+
+
+def _product_fwd(x, w):
+  return matmul(x, w), (x, w)
+
+
+def _product_bwd(saved, g):
+  """dx = g w^T (m, k) and dw = x^T g (k, n), two more kernel calls."""
+  x, w = saved
+  return (matmul(g, w, transpose_b=True), matmul(x, g, transpose_a=True))
+
+
+product.defvjp(_product_fwd, _product_bwd)
+
+
+def runs(lhs, rhs) -> bool:
+  """Whether `product` serves these operands: float32 on the CPU."""
+  return (jax.default_backend() == "cpu" and lhs.dtype == jnp.float32
+          and rhs.dtype == jnp.float32)
+
+
+def dot(lhs, rhs, precision=None, preferred_element_type=None):
+  """lhs (m, k) @ rhs (k, n): `product` where it `runs`, else lax.dot."""
+  if runs(lhs, rhs) and preferred_element_type in (None, jnp.float32):
+    return product(lhs, rhs)
+  return lax.dot(lhs, rhs, precision=precision,
+                 preferred_element_type=preferred_element_type)
