@@ -10,8 +10,10 @@ the training step (BCE, Adam 1e-3) after warm-up, both frameworks in this
 one process taking turns over rounds (timing.interleaved_rates); the wall
 time of one real NCF epoch (988k training positives + 4 negatives each);
 and achieved FLOP/s against the machine's measured float32 matmul peak.
-JAX runs twice: with optax's Adam everywhere, and with the same Adam's
-table step made by jaxrec.kernels.row_adam (optim.tables='row_adam').
+JAX runs three times: with optax's Adam everywhere; with the same Adam's
+step made by jaxrec.kernels.row_adam (optim.tables='row_adam'); and with
+that and the towers' products by Intel MKL's sgemm as well
+(model.matmul='blas', jaxrec.kernels.blas; needs pip install -e '.[mkl]').
 Writes results/bench_ncf.*.
 """
 
@@ -34,11 +36,13 @@ from jaxrec.train import row_sparse, setup, tasks  # noqa: E402
 N_USERS, N_ITEMS, LAYERS = 6040, 3706, 3
 
 
-def _jax_model(name, factors):
+def _jax_model(name, factors, matmul="xla"):
+  """The named model; `matmul` picks its tower's products (GMF has none)."""
   kw = dict(n_users=N_USERS, n_items=N_ITEMS, factors=factors)
   return {"GMF": lambda: ncf.GMF(**kw),
-          "MLP-3": lambda: ncf.MLP(layers=LAYERS, **kw),
-          "NeuMF": lambda: ncf.NeuMF(layers=LAYERS, **kw)}[name]()
+          "MLP-3": lambda: ncf.MLP(layers=LAYERS, matmul=matmul, **kw),
+          "NeuMF": lambda: ncf.NeuMF(layers=LAYERS, matmul=matmul, **kw)
+          }[name]()
 
 
 def _batches(rng, steps, batch):
@@ -47,12 +51,13 @@ def _batches(rng, steps, batch):
           "label": rng.integers(0, 2, (steps, batch)).astype(np.float32)}
 
 
-def _placed(name, factors, batch, opt=None, tables="dense"):
+def _placed(name, factors, batch, opt=None, tables="dense", matmul="xla"):
   """(launcher, state on its device): the 'single' launcher's BCE step of
-  the named model, optax.adam(1e-3) unless `opt`; tables='row_adam' steps
-  the tables by jaxrec.kernels.row_adam (train.row_sparse), as
-  `--config.optim.tables=row_adam` does."""
-  model = _jax_model(name, factors)
+  the named model, optax.adam(1e-3) unless `opt`; tables='row_adam' makes
+  Adam's step by jaxrec.kernels.row_adam (train.row_sparse), as
+  `--config.optim.tables=row_adam` does; matmul='blas' makes the tower's
+  products by MKL's sgemm, as `--config.model.matmul=blas` does."""
+  model = _jax_model(name, factors, matmul)
   state = setup.create_state(model, opt or optax.adam(1e-3),
                              jax.random.key(0))
   step = (row_sparse.make_train_step(model, tasks.pointwise_loss, 1e-3)
@@ -63,10 +68,10 @@ def _placed(name, factors, batch, opt=None, tables="dense"):
 
 
 def jax_runner(name, factors, batch, steps_per_call, opt=None,
-               tables="dense"):
+               tables="dense", matmul="xla"):
   """(run, examples per call): `steps_per_call` jitted steps per dispatch,
-  compiled; `opt` and `tables` as in _placed."""
-  launcher, state = _placed(name, factors, batch, opt, tables)
+  compiled; `opt`, `tables` and `matmul` as in _placed."""
+  launcher, state = _placed(name, factors, batch, opt, tables, matmul)
   box = {"s": state}
   placed = launcher.put_batches(_batches(np.random.default_rng(0),
                                          steps_per_call, batch))
@@ -144,7 +149,7 @@ def flops_per_example(name, factors) -> float:
   return 3 * 2 * macs
 
 
-def ncf_epoch_seconds(name, tables="dense") -> float:
+def ncf_epoch_seconds(name, tables="dense", matmul="xla") -> float:
   """Wall time of one real epoch on the NCF split at batch 256."""
   from jaxrec.data import ncf as ncf_data, negatives
   split, _ = ncf_data.load_split(os.environ.get("JAXREC_DATA_DIR",
@@ -152,7 +157,7 @@ def ncf_epoch_seconds(name, tables="dense") -> float:
   train = split.train
   sampler = tasks.NegativeSampler(negatives.PositiveSets.build(
       train.users, train.items, train.n_users, train.n_items))
-  launcher, state = _placed(name, 64, 256, tables=tables)
+  launcher, state = _placed(name, 64, 256, tables=tables, matmul=matmul)
   box = {"s": state, "epoch": 0}
 
   def epoch():
@@ -188,29 +193,37 @@ def main():
           "jax": jax_runner(name, factors, batch, steps),
           "jax_row_adam": jax_runner(name, factors, batch, steps,
                                      tables="row_adam"),
+          "jax_blas": jax_runner(name, factors, batch, steps,
+                                 tables="row_adam", matmul="blas"),
           "jax_1step": jax_runner(name, factors, batch, 1),
           "torch": torch_runner(name, factors, batch, min(steps, 64))},
           args.rounds, args.repeats)
-      jx, jr, jx1, th = (float(np.median(per_round[k])) for k in
-                         ("jax", "jax_row_adam", "jax_1step", "torch"))
+      jx, jr, jb, jx1, th = (float(np.median(per_round[k])) for k in
+                             ("jax", "jax_row_adam", "jax_blas", "jax_1step",
+                              "torch"))
       ratios = lambda k: np.divide(per_round[k], per_round["torch"])
       round_notes.append(
           f"{name} factors={factors},batch={batch}: " + ", ".join(
-              f"{a:.2f}x/{b:.2f}x" for a, b in zip(ratios("jax"),
-                                                 ratios("jax_row_adam"))))
+              f"{a:.2f}x/{b:.2f}x/{c:.2f}x" for a, b, c in zip(
+                  ratios("jax"), ratios("jax_row_adam"),
+                  ratios("jax_blas"))))
       rows.append({
           "model": name, "variant": f"factors={factors},batch={batch}",
           "dataset": "ml-1m shapes", "protocol": "train-step",
           "metrics": {k: {"mean": v, "std": 0.0} for k, v in {
               "jax_examples_per_s": jx, "jax_row_adam_examples_per_s": jr,
+              "jax_blas_examples_per_s": jb,
               "jax_1step_examples_per_s": jx1, "torch_examples_per_s": th,
               "ratio_vs_torch": float(np.median(ratios("jax"))),
               "row_adam_ratio_vs_torch": float(np.median(
                   ratios("jax_row_adam"))),
+              "blas_ratio_vs_torch": float(np.median(ratios("jax_blas"))),
               "flops_fraction_of_peak":
                   jx * flops_per_example(name, factors) / peak,
               "row_adam_flops_fraction_of_peak":
                   jr * flops_per_example(name, factors) / peak,
+              "blas_flops_fraction_of_peak":
+                  jb * flops_per_example(name, factors) / peak,
           }.items()}})
       print(rows[-1]["variant"], name, {k: round(v["mean"], 3)
                                         for k, v in rows[-1]["metrics"]
@@ -218,24 +231,28 @@ def main():
   for name in ("GMF", "MLP-3", "NeuMF"):
     rows.append({"model": name, "variant": "factors=64,batch=256",
                  "dataset": "ml-1m ncf split", "protocol": "train-epoch",
-                 "metrics": {k: {"mean": ncf_epoch_seconds(name, t),
-                                 "std": 0.0} for k, t in (
-                     ("epoch_s", "dense"),
-                     ("row_adam_epoch_s", "row_adam"))}})
+                 "metrics": {k: {"mean": ncf_epoch_seconds(name, t, m),
+                                 "std": 0.0} for k, t, m in (
+                     ("epoch_s", "dense", "xla"),
+                     ("row_adam_epoch_s", "row_adam", "xla"),
+                     ("blas_epoch_s", "row_adam", "blas"))}})
   notes = (f"Adam 1e-3, BCE. jax = {256} (batch 256) or 32 (batch 4096) "
-           "steps per dispatch via lax.scan; jax_row_adam = the same, the "
-           "tables' Adam made by jaxrec.kernels.row_adam "
+           "steps per dispatch via lax.scan; jax_row_adam = the same, "
+           "Adam's step made by jaxrec.kernels.row_adam "
            "(optim.tables='row_adam': one pass per table, no gradient "
-           "table); jax_1step = one jitted step per "
+           "table, the dense layers in the same call); jax_blas = jax_row_adam with the towers' products by "
+           "MKL's sgemm (model.matmul='blas'; GMF has no tower, so its "
+           "jax_blas is jax_row_adam again); jax_1step = one jitted step per "
            "dispatch; torch = eager PyTorch "
            f"{torch.__version__}, {torch.get_num_threads()} threads, dense "
-           "nn.Embedding and torch.optim.Adam. After warm-up the four "
+           "nn.Embedding and torch.optim.Adam. After warm-up the five "
            f"contenders take turns in {args.rounds} rounds of {args.repeats} "
            "timed calls (timing.interleaved_rates); a figure is the median "
            "over rounds of each round's median; ratio_vs_torch "
-           "(row_adam_ratio_vs_torch) is the median over rounds of the "
-           "round's jax (jax_row_adam)/torch ratio. Each round's jax/torch "
-           f"and jax_row_adam/torch ratios: {'; '.join(round_notes)}. "
+           "(row_adam_ratio_vs_torch, blas_ratio_vs_torch) is the median over "
+           "rounds of the round's jax (jax_row_adam, jax_blas)/torch ratio. "
+           "Each round's jax/torch, jax_row_adam/torch and jax_blas/torch "
+           f"ratios: {'; '.join(round_notes)}. "
            f"Measured float32 matmul peak: {peak / 1e9:.0f} GFLOP/s; "
            "flops_fraction_of_peak counts dense-layer FLOPs only (forward + "
            "backward), so embedding-bound models sit far below the peak. "

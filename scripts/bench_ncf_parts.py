@@ -16,7 +16,10 @@ plus that pass is the floor of XLA's exact dense-Adam step here, and a
 fifth streams one table-sized array, so that three times it bounds any
 kernel's pass by memory traffic alone.  Two more run the hand-written
 kernel (jaxrec.kernels.row_adam): the whole step with
-optim.tables='row_adam', and the kernel's pass alone.  PyTorch's Adam
+optim.tables='row_adam', and the kernel's pass alone.  Two more make the
+towers' products by Intel MKL's sgemm (model.matmul='blas',
+jaxrec.kernels.blas): the frozen-tables step (the dense part) and the
+row_adam step.  PyTorch's Adam
 step (bench_ncf's torch_runner) runs beside, so the 3x target's time
 budget comes from the same rounds.  Writes results/bench_ncf_parts.*.
 """
@@ -158,6 +161,10 @@ def main():
              for k, make in SETUPS.items()}
     calls["row_adam"] = bench_ncf.jax_runner(name, FACTORS, BATCH, STEPS,
                                              tables="row_adam")
+    calls["tables_frozen_blas"] = bench_ncf.jax_runner(
+        name, FACTORS, BATCH, STEPS, SETUPS["tables_frozen"](), matmul="blas")
+    calls["row_adam_blas"] = bench_ncf.jax_runner(
+        name, FACTORS, BATCH, STEPS, tables="row_adam", matmul="blas")
     calls["adam_pass"] = adam_pass_runner(name)
     calls["kernel_pass"] = kernel_pass_runner(name)
     calls["stream"] = stream_runner(name)
@@ -170,6 +177,9 @@ def main():
     metrics = {f"{k}_ms_per_step": v for k, v in ms.items()}
     metrics.update({
         "dense_ms": ms["tables_frozen"],
+        "blas_dense_ms": ms["tables_frozen_blas"],
+        "blas_dense_speedup": ms["tables_frozen"] / ms["tables_frozen_blas"],
+        "blas_floor_ms": ms["tables_frozen_blas"] + ms["kernel_pass"],
         "tables_grad_sgd_ms": ms["tables_sgd"] - ms["tables_frozen"],
         "adam_moments_ms": ms["adam"] - ms["tables_sgd"],
         "floor_ms": ms["tables_frozen"] + ms["adam_pass"],
@@ -197,10 +207,13 @@ def main():
       "tables='row_adam' (the same Adam, its tables stepped by "
       "jaxrec.kernels.row_adam); kernel_pass: that kernel's pass alone, no "
       "row touched (kernel_pass_runner); stream: one table-sized array read "
-      "and written per step (stream_runner). The nine take "
+      "and written per step (stream_runner). The eleven take "
       f"turns in {args.rounds} rounds of {args.repeats} timed calls "
       "(timing.interleaved_rates); a figure is the median over rounds. "
-      "dense_ms = tables frozen; tables_grad_sgd_ms = SGD on the tables "
+      "dense_ms = tables frozen (blas_dense_ms: with MKL's products); "
+      "blas_dense_speedup = dense_ms / blas_dense_ms; blas_floor_ms = "
+      "blas_dense_ms + kernel_pass_ms; "
+      "tables_grad_sgd_ms = SGD on the tables "
       "minus frozen (the dense gradient table: zero fill, scatter of the "
       "batch's rows, one update pass); adam_moments_ms = Adam minus SGD on "
       "the tables (XLA's CPU backend makes no multi-output fusion, so "
