@@ -6,12 +6,14 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 from jax import lax
 
-from jaxrec import kernels
+from jaxrec import kernels, parallel
 from jaxrec.kernels import blas, build
 from jaxrec.models import matmul, ncf
+from jaxrec.train import setup, tasks
 
 pytestmark = pytest.mark.skipif(
     not blas.available(), reason="MKL not installed (pip install -e '.[mkl]')")
@@ -132,3 +134,26 @@ def test_flax_dense_accepts_it():
   params = plain.init(jax.random.key(0), x)
   np.testing.assert_allclose(mkl.apply(params, x), plain.apply(params, x),
                              rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("launcher_kind", ["pmap", "mesh"])
+def test_multi_device_steps_on_blas_are_the_single_device_step(launcher_kind):
+  """8 devices (tests/conftest.py) train NeuMF with MKL's products as one
+  device does: the kernel runs per device under pmap, and inside the mesh
+  launcher's jit over a sharded batch."""
+  model = ncf.NeuMF(n_users=50, n_items=40, factors=8, matmul="blas")
+  rng = np.random.default_rng(0)
+  batches = {"user": rng.integers(1, 51, (4, 64)).astype(np.int32),
+             "item": rng.integers(1, 41, (4, 64)).astype(np.int32),
+             "label": rng.integers(0, 2, (4, 64)).astype(np.float32)}
+  params = {}
+  for kind in ("single", launcher_kind):
+    launcher = parallel.make_launcher(kind, tasks.pointwise_loss, 64)
+    state = launcher.put_state(setup.create_state(model, optax.adam(0.01),
+                                                  jax.random.key(0)))
+    state, _ = launcher.run(state, launcher.put_batches(batches),
+                            jax.random.key(1))
+    params[kind] = launcher.get_state(state).params
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4,
+                                                       atol=1e-6),
+               params[launcher_kind], params["single"])
