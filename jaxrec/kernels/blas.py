@@ -1,9 +1,10 @@
 """Float32 matrix products by Intel MKL's sgemm.
 
-XLA's CPU backend runs a Dense layer's products at batch 256 at about
-half the machine's float32 peak; MKL's sgemm, one single-threaded call per
-core on its share of the rows (matmul.cc), runs near it
-(results/bench_ncf_parts.md).  MKL is an optional dependency, linked
+In the batch-256 NCF steps on a 2-core Xeon, XLA's CPU backend ran the
+towers' products at about half the machine's float32 peak; MKL's sgemm,
+one single-threaded call per core on its share of the rows (matmul.cc),
+made the dense part of those steps faster (results/bench_ncf_parts.md:
+blas_dense_speedup).  MKL is an optional dependency, linked
 statically into the kernel (jaxrec.kernels.build: `pip install -e
 '.[mkl]'`, x86-64 only), and used only on the CPU: other backends, and
 products that are not float32, run lax.dot.
