@@ -40,9 +40,13 @@ def _dense_form(lhs, rhs, dimension_numbers):
           rhs.shape[k:])
 
 
-def _flat(dot, lhs, rhs, form, **kwargs):
+def _flat(dot, lhs, rhs, dimension_numbers, **kwargs):
   """`dot` of lhs as (prod(leading), inner) and rhs as (inner,
-  prod(rest)), reshaped back to leading + rest."""
+  prod(rest)), reshaped back to leading + rest, when this is a Dense
+  layer's form; lax.dot_general otherwise."""
+  form = _dense_form(lhs, rhs, dimension_numbers)
+  if form is None:
+    return lax.dot_general(lhs, rhs, dimension_numbers, **kwargs)
   leading, inner, rest = form
   out = dot(lhs.reshape(math.prod(leading), inner),
             rhs.reshape(inner, math.prod(rest)), **kwargs)
@@ -63,11 +67,7 @@ def flat_dot_general(lhs, rhs, dimension_numbers, precision=None,
   the `dot_general` of nn.Dense / nn.DenseGeneral and the
   `qkv_dot_general` / `out_dot_general` of nn.MultiHeadDotProductAttention.
   """
-  form = _dense_form(lhs, rhs, dimension_numbers)
-  if form is None:
-    return lax.dot_general(lhs, rhs, dimension_numbers, precision=precision,
-                           preferred_element_type=preferred_element_type)
-  return _flat(lax.dot, lhs, rhs, form, precision=precision,
+  return _flat(lax.dot, lhs, rhs, dimension_numbers, precision=precision,
                preferred_element_type=preferred_element_type)
 
 
@@ -75,11 +75,7 @@ def blas_dot_general(lhs, rhs, dimension_numbers, precision=None,
                      preferred_element_type=None):
   """flat_dot_general with the 2-D product made by Intel MKL's sgemm
   (jaxrec.kernels.blas: float32 on the CPU; lax's dot elsewhere)."""
-  form = _dense_form(lhs, rhs, dimension_numbers)
-  if form is None:
-    return lax.dot_general(lhs, rhs, dimension_numbers, precision=precision,
-                           preferred_element_type=preferred_element_type)
-  return _flat(blas.dot, lhs, rhs, form, precision=precision,
+  return _flat(blas.dot, lhs, rhs, dimension_numbers, precision=precision,
                preferred_element_type=preferred_element_type)
 
 
