@@ -21,6 +21,13 @@ pytestmark = pytest.mark.skipif(
 DENSE = (((2,), (0,)), ((), ()))
 
 
+@pytest.fixture(autouse=True)
+def kernel_for_every_size(monkeypatch):
+  """Small shapes keep these tests fast: let them reach the kernel too
+  (test_small_products_stay_on_lax checks the size rule itself)."""
+  monkeypatch.setattr(blas, "MIN_FLOPS", 0)
+
+
 def _rand(key, shape, dtype=jnp.float32):
   return jax.random.normal(jax.random.key(key), shape, dtype)
 
@@ -106,6 +113,17 @@ def test_ncf_towers_on_blas_are_the_same_model(cls):
   score = lambda model: model.apply(params, users[:5], cands, method="score")
   np.testing.assert_allclose(score(mkl), score(xla), rtol=1e-5, atol=1e-6)
   assert _kernel_calls(lambda p: mkl.apply(p, users, items), params) == 3
+
+
+def test_small_products_stay_on_lax(monkeypatch):
+  monkeypatch.setattr(blas, "MIN_FLOPS", 1 << 20)
+  f = lambda x, w: matmul.blas_dot_general(x, w, (((1,), (0,)), ((), ())))
+  small = (_rand(0, (64, 64)), _rand(1, (64, 64)))        # 0.5 MFLOP
+  large = (_rand(0, (128, 64)), _rand(1, (64, 64)))       # 1 MFLOP
+  assert _kernel_calls(f, *small) == 0
+  assert _kernel_calls(f, *large) == 1
+  np.testing.assert_allclose(f(*small), small[0] @ small[1], rtol=1e-5,
+                             atol=1e-4)
 
 
 def test_an_unknown_matmul_is_refused():

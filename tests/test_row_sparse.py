@@ -139,11 +139,12 @@ def test_row_sparse_step_is_the_dense_step(model, loss, kind, optimizer):
 @pytest.mark.parametrize("matmul", [
     "xla", pytest.param("blas", marks=pytest.mark.skipif(
         not blas.available(), reason="MKL not installed"))])
-def test_pmap_row_adam_is_the_single_device_step(matmul):
+def test_pmap_row_adam_is_the_single_device_step(matmul, monkeypatch):
   """8 devices, each with 8 of the batch's 64 rows, make the step one
   device makes on all 64: same tables, moments and dense layers (also with
   the tower's products on MKL, 8 devices calling the kernel at once)."""
   assert len(jax.local_devices()) == 8          # tests/conftest.py
+  monkeypatch.setattr(blas, "MIN_FLOPS", 0)     # these products are small
   model = ncf.NeuMF(n_users=50, n_items=40, factors=8, matmul=matmul)
   loss = tasks.pointwise_loss
   make = functools.partial(row_sparse.make_train_step, model, loss, 0.01)

@@ -6,8 +6,9 @@ one single-threaded call per core on its share of the rows (matmul.cc),
 made the dense part of those steps faster (results/bench_ncf_parts.md:
 blas_dense_speedup).  MKL is an optional dependency, linked
 statically into the kernel (jaxrec.kernels.build: `pip install -e
-'.[mkl]'`, x86-64 only), and used only on the CPU: other backends, and
-products that are not float32, run lax.dot.
+'.[mkl]'`, x86-64 only), and used only on the CPU for float32 products of
+at least MIN_FLOPS: other backends, dtypes and smaller products run
+lax.dot.
 """
 
 from __future__ import annotations
@@ -19,6 +20,11 @@ import jax.numpy as jnp
 from jax import lax
 
 from jaxrec.kernels import build
+
+# Products below this many FLOPs stay on lax.dot: a kernel call costs more
+# than it saves there (MLP-3 at 8 factors, whose products are all under
+# 1 MFLOP, ran slower through the kernel: results/bench_ncf.md at a4972aa).
+MIN_FLOPS = 1 << 20
 
 
 def available() -> bool:
@@ -75,9 +81,11 @@ product.defvjp(_product_fwd, _product_bwd)
 
 
 def runs(lhs, rhs) -> bool:
-  """Whether `product` serves these operands: float32 on the CPU."""
+  """Whether `product` serves lhs (m, k) @ rhs (k, n): float32 on the CPU,
+  at least MIN_FLOPS."""
   return (jax.default_backend() == "cpu" and lhs.dtype == jnp.float32
-          and rhs.dtype == jnp.float32)
+          and rhs.dtype == jnp.float32
+          and 2 * lhs.shape[0] * lhs.shape[1] * rhs.shape[1] >= MIN_FLOPS)
 
 
 def dot(lhs, rhs, precision=None, preferred_element_type=None):
