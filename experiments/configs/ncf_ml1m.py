@@ -82,6 +82,13 @@ within seed noise of the plain rows; one epoch takes 5.4 s (GMF), 29 s
 (MLP-3) and 34 s (NeuMF) alone, against 11, 40 and 47 s (bench_ncf).
   ... --name=ncf_ml1m_row_adam \
       --only='^(GMF|MLP-3|NeuMF|NeuMF-pre)-factors=64,row-adam-seed[012]$'
+With the towers' products by Intel MKL's sgemm as well ('<F>,row-adam,blas'
+rows, MLP-3 and NeuMF: model.matmul='blas', pip install -e '.[mkl]';
+results/ncf_ml1m_row_adam_blas.md, 3 seeds): MLP-3 .6912/.4182, NeuMF
+.6864/.4137, within seed noise of the rows without; one epoch takes 25 s
+(MLP-3) and 29 s (NeuMF) alone (bench_ncf).
+  ... --name=ncf_ml1m_row_adam_blas \
+      --only='^(MLP-3|NeuMF)-factors=64,row-adam,blas-seed[012]$'
 
 The released code (NeuMF.py, GMF.py, MLP.py) evaluates test after every
 epoch and reports, and saves for pre-training, its best test HR@10.  Two
