@@ -55,7 +55,7 @@ def test_matmul_is_the_float64_product(m, k, n, transpose_a, transpose_b):
 def test_the_kernel_refuses_shapes_that_disagree():
   call = jax.ffi.ffi_call("jaxrec_matmul",
                           jax.ShapeDtypeStruct((3, 3), jnp.float32))
-  blas.load()
+  build.load("matmul")
   with pytest.raises(Exception, match=r"expected \(m, k\) x \(k, n\)"):
     jax.block_until_ready(call(jnp.ones((3, 4)), jnp.ones((5, 3)),
                                transpose_a=False, transpose_b=False))

@@ -12,8 +12,6 @@ lax.dot.
 
 from __future__ import annotations
 
-import functools
-
 import jax
 import jax.numpy as jnp
 from jax import lax
@@ -35,12 +33,6 @@ def available() -> bool:
   return True
 
 
-@functools.cache
-def load() -> None:
-  """Builds (if needed) and registers the matmul kernel, once."""
-  build.load("matmul")
-
-
 def matmul(a: jax.Array, b: jax.Array, *, transpose_a: bool = False,
            transpose_b: bool = False) -> jax.Array:
   """op(a) @ op(b) by the CPU kernel, op transposing where asked.
@@ -51,7 +43,7 @@ def matmul(a: jax.Array, b: jax.Array, *, transpose_a: bool = False,
   Returns:
     (m, n) float32.  Not differentiable: see `product`.
   """
-  load()
+  build.load("matmul")
   m = a.shape[1] if transpose_a else a.shape[0]
   n = b.shape[0] if transpose_b else b.shape[1]
   call = jax.ffi.ffi_call("jaxrec_matmul",

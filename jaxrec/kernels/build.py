@@ -81,10 +81,11 @@ def mkl_archives() -> list[Path]:
       f"looked in {', '.join(map(str, roots))}")
 
 
-def _link_args(lib: Library) -> list[str]:
-  if not lib.needs_mkl:
+def _link_args(archives: list[Path]) -> list[str]:
+  """The linker arguments for these static archives (none: none)."""
+  if not archives:
     return []
-  return ["-Wl,--start-group", *map(str, mkl_archives()), "-Wl,--end-group",
+  return ["-Wl,--start-group", *map(str, archives), "-Wl,--end-group",
           "-Wl,--exclude-libs,ALL", "-Wl,-Bsymbolic", "-lpthread", "-lm",
           "-ldl"]
 
@@ -99,9 +100,9 @@ def library_path(name: str = "row_adam") -> Path:
   cxx = os.environ.get("CXX", "g++")
   include = jax.ffi.include_dir()
   sources = [HERE / s for s in lib.sources]
-  link = _link_args(lib)
-  linked = [f"{p}:{p.stat().st_size}" for p in map(Path, link)
-            if p.suffix == ".a"]
+  archives = mkl_archives() if lib.needs_mkl else []
+  link = _link_args(archives)
+  linked = [f"{p}:{p.stat().st_size}" for p in archives]
   key = hashlib.sha256("\0".join(
       [*(p.read_text() for p in sources + [HERE / h for h in HEADERS]),
        cxx, *FLAGS, *link, *linked, jax.__version__, include,
