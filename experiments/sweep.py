@@ -40,6 +40,10 @@ _NOTE = flags.DEFINE_string(
     "note", "", "Text added under the table's notes (e.g. what is partial).")
 _METRICS = flags.DEFINE_list("metrics", ["HR@10", "NDCG@10", "MRR"],
                              "Metrics in the table.")
+_ROLES = flags.DEFINE_multi_enum(
+    "roles", ["test"], ["test", "valid"],
+    "Metric sets in the table: 'valid' adds each row's validation figures "
+    "(the chosen epoch's, which chose it), e.g. to read a tuning grid.")
 _SIGNIFICANCE = flags.DEFINE_enum(
     "significance", "paired-t", ["paired-t", "wilcoxon", "paired-bootstrap",
                                  "none"],
@@ -125,7 +129,7 @@ def main(argv):
   sweep, notes = load_sweep(
       config_flags.get_config_filename(flags.FLAGS["config"]))
   runs = run_sweep(config, sweep, Path(_WORKDIR.value), _ONLY.value)
-  rows = results.aggregate(runs, tuple(_METRICS.value))
+  rows = results.aggregate(runs, tuple(_METRICS.value), tuple(_ROLES.value))
   if _SIGNIFICANCE.value != "none":
     rows = results.significance(
         runs, rows, tuple(_METRICS.value), test=_SIGNIFICANCE.value,

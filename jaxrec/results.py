@@ -21,8 +21,9 @@ from jaxrec import abtest
 from jaxrec.train import records
 
 
-def aggregate(runs: list[dict], metrics: tuple[str, ...]) -> list[dict]:
-  """Groups runs by (model, variant) and summarises test metrics per protocol.
+def aggregate(runs: list[dict], metrics: tuple[str, ...],
+              roles: tuple[str, ...] = ("test",)) -> list[dict]:
+  """Groups runs by (model, variant) and summarises metrics per protocol.
 
   Args:
     runs: dicts with 'model', 'variant', 'dataset', 'seed' and 'result' (the
@@ -30,6 +31,10 @@ def aggregate(runs: list[dict], metrics: tuple[str, ...]) -> list[dict]:
       '<protocol>/<metric>', 'train_seconds', 'epochs' (trained) and, where
       recorded, 'best_epoch' (chosen on validation)).
     metrics: metric names to keep, e.g. ('HR@10', 'NDCG@10').
+    roles: which of results.json's metric sets to summarise: 'test', and
+      'valid' (the chosen epoch's validation figures, the ones that chose
+      it; their rows' protocol reads '<protocol> (valid)', with no paper
+      figure).
 
   Returns:
     SPEC §5 rows, in the order the groups first appear.
@@ -40,26 +45,34 @@ def aggregate(runs: list[dict], metrics: tuple[str, ...]) -> list[dict]:
   rows = []
   for (model, variant), members in groups.items():
     first = members[0]
-    labels = {k.split("/")[0] for k in first["result"]["test"]}
-    for protocol in [p for p in (first["result"]["protocol"], "full")
-                     if p in labels]:
-      stats = {}
-      for m in metrics:
-        values = [r["result"]["test"].get(f"{protocol}/{m}") for r in members]
-        if any(v is None for v in values):
-          continue
-        stats[m] = seed_stats(values)
-      rows.append({
-          "model": model, "variant": variant, "dataset": first["dataset"],
-          "protocol": protocol, "metrics": stats,
-          "paper": first.get("paper", {}).get(protocol, {}),
+    for role in roles:
+      labels = {k.split("/")[0] for k in first["result"].get(role, {})}
+      for protocol in [p for p in (first["result"]["protocol"], "full")
+                       if p in labels]:
+        rows.append(_row(model, variant, members, role, protocol, metrics))
+  return rows
+
+
+def _row(model: str, variant: str, members: list[dict], role: str,
+         protocol: str, metrics: tuple[str, ...]) -> dict:
+  """One aggregate row: `role`'s metrics under `protocol` over `members`."""
+  first = members[0]
+  stats = {}
+  for m in metrics:
+    values = [r["result"][role].get(f"{protocol}/{m}") for r in members]
+    if all(v is not None for v in values):
+      stats[m] = seed_stats(values)
+  test = role == "test"
+  return {"model": model, "variant": variant, "dataset": first["dataset"],
+          "protocol": protocol if test else f"{protocol} ({role})",
+          "metrics": stats,
+          "paper": first.get("paper", {}).get(protocol, {}) if test else {},
           "seeds": len(members),
           "epochs": float(np.mean([r["result"].get("epochs", 0)
                                    for r in members])),
           "train_seconds": float(np.mean([r["result"]["train_seconds"]
                                           for r in members])),
-          **_mean_best_epoch(members)})
-  return rows
+          **_mean_best_epoch(members)}
 
 
 def seed_stats(values: list[float]) -> dict:

@@ -248,3 +248,25 @@ def test_best_epoch_is_averaged_and_shown_beside_the_epochs_trained():
   (row,) = results.aggregate([run(0, 20), run(1, None)], ("HR@10",))
   assert "best_epoch" not in row
   assert "best epoch" not in results.to_markdown(header, [row])
+
+
+def test_valid_rows_summarise_the_chosen_epochs_validation_figures():
+  def run(seed):
+    result = {"protocol": "p", "train_seconds": 1.0, "epochs": 4,
+              "test": {"p/HR@10": 0.5 + seed / 10, "full/HR@10": 0.1},
+              "valid": {"p/HR@10": 0.7 + seed / 10}}
+    return {"model": "M", "variant": "v", "dataset": "d", "seed": seed,
+            "paper": {"p": {"HR@10": 0.6}}, "result": result}
+
+  runs = [run(0), run(1)]
+  assert [r["protocol"] for r in results.aggregate(runs, ("HR@10",))] == [
+      "p", "full"]
+  rows = results.aggregate(runs, ("HR@10",), roles=("test", "valid"))
+  assert [r["protocol"] for r in rows] == ["p", "full", "p (valid)"]
+  test, _, valid = rows
+  assert np.isclose(test["metrics"]["HR@10"]["mean"], 0.55)
+  assert np.isclose(valid["metrics"]["HR@10"]["mean"], 0.75)
+  assert test["paper"] == {"HR@10": 0.6} and valid["paper"] == {}
+  # No per-user validation values: the valid rows get no p-value.
+  tested = results.significance(runs, rows, ("HR@10",))
+  assert "significance" not in tested[2]
