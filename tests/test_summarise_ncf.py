@@ -38,7 +38,11 @@ def test_collect_keeps_each_files_own_factors_in_order(tmp_path):
                               _row("NeuMF", 8, 0.5)],  # not this file's
            "ncf_ml1m_code_embed": [
                _row("GMF", 16, 0.5),                 # not this file's
-               _row("MLP-3", 16, 0.67, suffix=",code-embed")]}
+               _row("MLP-3", 16, 0.67, suffix=",code-embed")],
+           "ncf_ml1m_tuned64": [
+               _row("NeuMF-pre", 64, 0.71, suffix=",row-adam,tuned"),
+               {**_row("NeuMF-pre", 64, 0.81, suffix=",row-adam,tuned"),
+                "protocol": "ncf-sampled-99 (valid)"}]}  # not a test row
   for name, rows in files.items():
     (tmp_path / f"{name}.json").write_text(json.dumps({"rows": rows}))
   rows = summarise.collect(tmp_path)
@@ -49,7 +53,9 @@ def test_collect_keeps_each_files_own_factors_in_order(tmp_path):
       ("NeuMF", "factors=16"),
       ("NeuMF-pre", "factors=8,adam-finetune"),
       ("NeuMF-pre", "factors=16,adam-finetune"),
-      ("NeuMF-pre", "factors=64,adam-finetune")]
+      ("NeuMF-pre", "factors=64,adam-finetune"),
+      ("NeuMF-pre", "factors=64,row-adam,tuned")]
+  assert rows[-1]["metrics"]["HR@10"]["mean"] == 0.71
   assert rows[1]["metrics"]["HR@10"]["mean"] == 0.70
   assert list(rows[0]["metrics"]) == ["HR@10", "MRR"]
   assert all("significance" not in r for r in rows)
