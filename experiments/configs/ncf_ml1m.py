@@ -113,9 +113,10 @@ GMF and MLP-3 equal the traced rows' best test epoch exactly; NeuMF-pre
 The paper tuned batch (128-1024) and learning rate (1e-4 to 5e-3) per model
 (§4.1).  That grid at 64 factors, seed 0, read on validation
 ('64,row-adam,batch=<B>,lr=<L>' rows; results/ncf_ml1m_grid64.md; every
-GMF cell, 4 cells each of MLP-3 and NeuMF; 1-10 min a run alone): lr 1e-4
-is under-trained in 20 epochs and 5e-3 worse, the rest within about .005
-validation NDCG@10 of each other (seed noise is about .003).  Validation
+GMF cell, 3 of MLP-3 and 4 of NeuMF; 1-10 min a run alone): lr 1e-4
+is under-trained in 20 epochs and 5e-3 worse; GMF's other cells span .010
+of validation NDCG@10 (.5601-.5702), against a seed std of .001-.003 at
+one setting, so one seed a cell ranks them only roughly.  Validation
 chose batch 128, lr 1e-3 for all three (TUNED); at 3 seeds
 (results/ncf_ml1m_tuned64.md): GMF .6924/.4234, MLP-3 .6943/.4191 (now
 within .01 of the paper), NeuMF .6896/.4187, and NeuMF-pre fine-tuning
