@@ -43,7 +43,7 @@ _METRICS = flags.DEFINE_list("metrics", ["HR@10", "NDCG@10", "MRR"],
 _ROLES = flags.DEFINE_multi_enum(
     "roles", ["test"], ["test", "valid"],
     "Metric sets in the table: 'valid' adds each row's validation figures "
-    "(the chosen epoch's, which chose it), e.g. to read a tuning grid.")
+    "on its chosen epoch (those that chose it), e.g. to read a tuning grid.")
 _SIGNIFICANCE = flags.DEFINE_enum(
     "significance", "paired-t", ["paired-t", "wilcoxon", "paired-bootstrap",
                                  "none"],

@@ -59,7 +59,8 @@ def _row(model: str, variant: str, members: list[dict], role: str,
   first = members[0]
   stats = {}
   for m in metrics:
-    values = [r["result"][role].get(f"{protocol}/{m}") for r in members]
+    values = [r["result"].get(role, {}).get(f"{protocol}/{m}")
+              for r in members]
     if all(v is not None for v in values):
       stats[m] = seed_stats(values)
   test = role == "test"
