@@ -34,7 +34,7 @@ def aggregate(runs: list[dict], metrics: tuple[str, ...],
     roles: which of results.json's metric sets to summarise: 'test', and
       'valid' (the chosen epoch's validation figures, the ones that chose
       it; their rows' protocol reads '<protocol> (valid)', with no paper
-      figure).
+      figure).  Each row names its set in 'role'.
 
   Returns:
     SPEC §5 rows, in the order the groups first appear.
@@ -65,6 +65,7 @@ def _row(model: str, variant: str, members: list[dict], role: str,
       stats[m] = seed_stats(values)
   test = role == "test"
   return {"model": model, "variant": variant, "dataset": first["dataset"],
+          "role": role,
           "protocol": protocol if test else f"{protocol} ({role})",
           "metrics": stats,
           "paper": first.get("paper", {}).get(protocol, {}) if test else {},

@@ -51,8 +51,8 @@ def collect(results_dir: Path) -> list[dict]:
   rows = []
   for name, variants in SOURCES.items():
     for row in json.loads((results_dir / f"{name}.json").read_text())["rows"]:
-      if row["variant"] in variants and not row["protocol"].endswith(
-          "(valid)"):                   # test figures only
+      # Test figures only; rows written before 'role' existed are test's.
+      if row["variant"] in variants and row.get("role", "test") == "test":
         metrics = {m: row["metrics"][m] for m in METRICS
                    if m in row["metrics"]}
         rows.append({**{k: v for k, v in row.items() if k != "significance"},

@@ -263,6 +263,7 @@ def test_valid_rows_summarise_the_chosen_epochs_validation_figures():
       "p", "full"]
   rows = results.aggregate(runs, ("HR@10",), roles=("test", "valid"))
   assert [r["protocol"] for r in rows] == ["p", "full", "p (valid)"]
+  assert [r["role"] for r in rows] == ["test", "test", "valid"]
   test, _, valid = rows
   assert np.isclose(test["metrics"]["HR@10"]["mean"], 0.55)
   assert np.isclose(valid["metrics"]["HR@10"]["mean"], 0.75)

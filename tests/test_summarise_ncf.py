@@ -42,7 +42,8 @@ def test_collect_keeps_each_files_own_factors_in_order(tmp_path):
            "ncf_ml1m_tuned64": [
                _row("NeuMF-pre", 64, 0.71, suffix=",row-adam,tuned"),
                {**_row("NeuMF-pre", 64, 0.81, suffix=",row-adam,tuned"),
-                "protocol": "ncf-sampled-99 (valid)"}]}  # not a test row
+                "protocol": "ncf-sampled-99 (valid)",
+                "role": "valid"}]}                   # not a test row
   for name, rows in files.items():
     (tmp_path / f"{name}.json").write_text(json.dumps({"rows": rows}))
   rows = summarise.collect(tmp_path)

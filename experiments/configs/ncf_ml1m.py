@@ -231,6 +231,10 @@ def _trio(variant, seed, factors, extra):
           _workdir("MLP-3", variant, seed))})]
 
 
+def _grid_variant(factors, batch, lr):
+  return f"factors={factors},row-adam,batch={batch},lr={lr:g}"
+
+
 def _grid(seed, factors):
   """GMF, MLP-3 and NeuMF at every (batch, lr) of the paper's grid, on the
   fast path (row-sparse Adam, MKL's products: the plain rows' results
@@ -238,7 +242,7 @@ def _grid(seed, factors):
   runs = []
   for batch in GRID_BATCHES:
     for lr in GRID_RATES:
-      tag = f"factors={factors},row-adam,batch={batch},lr={lr:g}"
+      tag = _grid_variant(factors, batch, lr)
       hyper = {"train.batch_size": batch, "optim.learning_rate": lr,
                "optim.tables": "row_adam"}
       runs += [
@@ -254,9 +258,7 @@ def _tuned(seed, factors):
   grid runs at the settings validation chose (TUNED); those runs, and
   NeuMF's, are the grid rows of the same names at every seed."""
   def workdir(model):
-    batch, lr = TUNED[model]
-    return _workdir(model, f"factors={factors},row-adam,batch={batch},"
-                    f"lr={lr:g}", seed)
+    return _workdir(model, _grid_variant(factors, *TUNED[model]), seed)
   return [_run("NeuMF-pre", f"factors={factors},row-adam,tuned", seed,
                factors, {"optim.tables": "row_sgd", **_pretrained(
                    factors, workdir("GMF"), workdir("MLP-3"))})]

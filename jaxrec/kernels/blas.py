@@ -3,11 +3,11 @@
 In the batch-256 NCF steps on a 2-core Xeon, MKL's sgemm, one
 single-threaded call per core on its share of the rows (matmul.cc), made
 the dense part of those steps 1.2-1.3x faster than XLA's own products
-(results/bench_ncf_parts.md: blas_dense_speedup).  MKL is an optional dependency, linked
-statically into the kernel (jaxrec.kernels.build: `pip install -e
-'.[mkl]'`, x86-64 only), and used only on the CPU for float32 products of
-at least MIN_FLOPS: other backends, dtypes and smaller products run
-lax.dot.
+(results/bench_ncf_parts.md: blas_dense_speedup).  MKL is an optional
+dependency, linked statically into the kernel (jaxrec.kernels.build:
+`pip install -e '.[mkl]'`, x86-64 only), and used only on the CPU for
+float32 products of at least MIN_FLOPS: other backends, dtypes and smaller
+products run lax.dot.
 """
 
 from __future__ import annotations
