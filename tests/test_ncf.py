@@ -50,6 +50,24 @@ def test_score_agrees_with_pairs(cls):
                              atol=1e-7)
 
 
+@pytest.mark.parametrize("cls", [ncf.GMF, ncf.MLP, ncf.NeuMF])
+def test_l2_penalty_is_each_rows_embedding_squares(cls):
+  model = cls(n_users=6, n_items=9, factors=4)
+  params = _params(model)
+  users = jnp.array([1, 3, 3], jnp.int32)
+  items = jnp.array([[2, 5], [9, 9], [1, 4]], jnp.int32)   # (B, K)
+  got = model.apply({"params": params}, users, items, method="l2_penalty")
+  tables = {k: np.asarray(v["embedding"]) for k, v in params.items()
+            if k.endswith("_embed")}
+  assert len(tables) == (4 if cls is ncf.NeuMF else 2)
+  want = np.zeros(3)
+  for b in range(3):
+    for name, table in tables.items():
+      ids = [users[b]] if "user" in name else list(items[b])
+      want[b] += sum(float(np.sum(table[int(i)] ** 2)) for i in ids)
+  np.testing.assert_allclose(got, want, rtol=1e-5)
+
+
 def test_pretrained_neumf_mixes_gmf_and_mlp_logits():
   n_users, n_items = 7, 11
   gmf = ncf.GMF(n_users=n_users, n_items=n_items, factors=4)

@@ -108,6 +108,11 @@ def _batches(kind, rng, n_users, n_items, size=32):
      "pointwise", "sgd"),
     (MF(n_users=50, n_items=40, dim=8, use_bias=True),
      functools.partial(tasks.pairwise_loss, l2=0.01), "pairwise", "sgd"),
+    # The penalty looks each table up a second time.
+    (ncf.NeuMF(n_users=50, n_items=40, factors=8),
+     functools.partial(tasks.pointwise_loss, l2=0.01), "pointwise", "adam"),
+    (ncf.GMF(n_users=50, n_items=40, factors=8),
+     functools.partial(tasks.pointwise_loss, l2=0.01), "pointwise", "sgd"),
 ])
 def test_row_sparse_step_is_the_dense_step(model, loss, kind, optimizer):
   lr = 0.01 if optimizer == "adam" else 0.5     # SGD needs a bigger step

@@ -75,6 +75,12 @@ class Tower(nn.Module):
     return a[:, None, :] + (c - bias)[None, :, :]
 
 
+def row_sum_sq(x: jnp.ndarray) -> jnp.ndarray:
+  """(B,) sum of squares over all but the leading axis of x (B, ...): the
+  per-example L2 of looked-up embedding rows."""
+  return jnp.sum((x ** 2).reshape(x.shape[0], -1), -1)
+
+
 def pair_grid(users: jnp.ndarray, candidates: jnp.ndarray):
   """Broadcasts ids to pairs: users (B,) and candidates (N,) or (B, N)
   -> two (B, N) id arrays."""

@@ -13,6 +13,8 @@ from __future__ import annotations
 import flax.linen as nn
 import jax.numpy as jnp
 
+from jaxrec.models.layers import row_sum_sq
+
 
 class MF(nn.Module):
   """Dot-product MF; ids 0 are padding rows that are never trained on.
@@ -73,14 +75,9 @@ class MF(nn.Module):
     `items` is (B,) or (B, K) (e.g. a BPR row's positive and negative);
     every item of a row counts.
     """
-    penalty = _row_sum_sq(self.user_embed(users)) + _row_sum_sq(
+    penalty = row_sum_sq(self.user_embed(users)) + row_sum_sq(
         self.item_embed(items))
     if self.l2_biases:
-      penalty += (_row_sum_sq(self.user_bias(users)) +
-                  _row_sum_sq(self.item_bias(items)) + self.global_bias ** 2)
+      penalty += (row_sum_sq(self.user_bias(users)) +
+                  row_sum_sq(self.item_bias(items)) + self.global_bias ** 2)
     return penalty
-
-
-def _row_sum_sq(x: jnp.ndarray) -> jnp.ndarray:
-  """(B,) sum of squares over all but the leading axis of x (B, ...)."""
-  return jnp.sum((x ** 2).reshape(x.shape[0], -1), -1)

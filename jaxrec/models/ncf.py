@@ -15,6 +15,9 @@ builds embeddings half its `layers[0]`, e.g. 32 for `--layers
 `matmul='blas'` makes the towers' products with Intel MKL's sgemm
 (jaxrec.kernels.blas): the same products, to float32 rounding, faster
 on a CPU.
+`l2_penalty` is the per-example L2 of a row's embeddings (train.l2), the
+regularisation the authors' README says GMF and MLP may need at large
+predictive factors before pre-training NeuMF.
 Deviations: MLP-0 (no hidden layer) uses embeddings F wide so that its
 output layer sees 2F inputs; initialisers are Flax's (normal(0.01) for
 embeddings as in the paper, LeCun-normal for dense layers).
@@ -27,7 +30,7 @@ from __future__ import annotations
 import flax.linen as nn
 import jax.numpy as jnp
 
-from jaxrec.models.layers import Tower, pair_grid
+from jaxrec.models.layers import Tower, pair_grid, row_sum_sq
 
 _EMBED_INIT = nn.initializers.normal(0.01)
 
@@ -43,6 +46,12 @@ def mlp_embed_dim(factors: int, layers: int) -> int:
 
 def _embed(n: int, dim: int) -> nn.Embed:
   return nn.Embed(n + 1, dim, embedding_init=_EMBED_INIT)
+
+
+def _pair_l2(user_embed, item_embed, users, items):
+  """(B,) squared norm of each row's user embedding plus its items' (items
+  (B,) or (B, K), every one counted): the per-example L2 of train.l2."""
+  return row_sum_sq(user_embed(users)) + row_sum_sq(item_embed(items))
 
 
 class GMF(nn.Module):
@@ -65,6 +74,10 @@ class GMF(nn.Module):
     q = self.item_embed(candidates)                         # (N|B,N, F)
     pq = p[:, None, :] * (q[None] if candidates.ndim == 1 else q)
     return self.out(pq)[..., 0]
+
+  def l2_penalty(self, users, items):
+    """(B,) for users (B,), items (B,) or (B, K): see `_pair_l2`."""
+    return _pair_l2(self.user_embed, self.item_embed, users, items)
 
 
 class MLP(nn.Module):
@@ -106,6 +119,11 @@ class MLP(nn.Module):
     """Logits (B, N) for users (B,) and candidates (N,) or (B, N)."""
     return self.out(self.hidden_grid(users, candidates))[..., 0]
 
+  def l2_penalty(self, users, items):
+    """(B,) for users (B,), items (B,) or (B, K): see `_pair_l2` (the
+    tower is not penalised)."""
+    return _pair_l2(self.user_embed, self.item_embed, users, items)
+
 
 class NeuMF(nn.Module):
   n_users: int
@@ -142,6 +160,12 @@ class NeuMF(nn.Module):
     mlp = self.tower.after_first(self.tower.first_layer_grid(
         self.mlp_user_embed(users), self.mlp_item_embed(candidates)))
     return self.out(jnp.concatenate([gmf, mlp], axis=-1))[..., 0]
+
+  def l2_penalty(self, users, items):
+    """(B,) `_pair_l2` of GMF's embeddings plus that of MLP's."""
+    return (_pair_l2(self.gmf_user_embed, self.gmf_item_embed, users, items)
+            + _pair_l2(self.mlp_user_embed, self.mlp_item_embed, users,
+                       items))
 
 
 def neumf_from_pretrained(gmf_params: dict, mlp_params: dict,
