@@ -43,7 +43,11 @@ def test_collect_keeps_each_files_own_factors_in_order(tmp_path):
                _row("NeuMF-pre", 64, 0.71, suffix=",row-adam,tuned"),
                {**_row("NeuMF-pre", 64, 0.81, suffix=",row-adam,tuned"),
                 "protocol": "ncf-sampled-99 (valid)",
-                "role": "valid"}]}                   # not a test row
+                "role": "valid"}],                   # not a test row
+           "ncf_ml1m_gmf_l2": [
+               _row("NeuMF-pre", 64, 0.73,
+                    suffix=",row-adam,tuned,gmf-l2=0.001"),
+               _row("NeuMF-pre", 64, 0.5, suffix=",row-adam,tuned")]}  # not this
   for name, rows in files.items():
     (tmp_path / f"{name}.json").write_text(json.dumps({"rows": rows}))
   rows = summarise.collect(tmp_path)
@@ -55,8 +59,10 @@ def test_collect_keeps_each_files_own_factors_in_order(tmp_path):
       ("NeuMF-pre", "factors=8,adam-finetune"),
       ("NeuMF-pre", "factors=16,adam-finetune"),
       ("NeuMF-pre", "factors=64,adam-finetune"),
-      ("NeuMF-pre", "factors=64,row-adam,tuned")]
-  assert rows[-1]["metrics"]["HR@10"]["mean"] == 0.71
+      ("NeuMF-pre", "factors=64,row-adam,tuned"),
+      ("NeuMF-pre", "factors=64,row-adam,tuned,gmf-l2=0.001")]
+  assert rows[-2]["metrics"]["HR@10"]["mean"] == 0.71
+  assert rows[-1]["metrics"]["HR@10"]["mean"] == 0.73
   assert rows[1]["metrics"]["HR@10"]["mean"] == 0.70
   assert list(rows[0]["metrics"]) == ["HR@10", "MRR"]
   assert all("significance" not in r for r in rows)

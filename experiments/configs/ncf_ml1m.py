@@ -126,6 +126,23 @@ those halves ('64,row-adam,tuned') .7131/.4390 (paper .730/.447).
   ... --name=ncf_ml1m_tuned64 --roles=test --roles=valid \
       --only='^((GMF|MLP-3|NeuMF)-factors=64,row-adam,batch=128,lr=0.001|NeuMF-pre-factors=64,row-adam,tuned)-seed[012]$'
 
+Embedding L2 on the halves (train.l2: the per-example L2 of the looked-up
+embeddings, models/ncf.py l2_penalty), since the authors' README says
+pre-training at large factors "may need tune regularization for GMF and
+MLP".  GMF-64 at TUNED, seed 0, read on validation
+(results/ncf_ml1m_gmf_l2_grid.md; 2-3 min a run alone on a 2-core EPYC):
+validation NDCG@10 .5702 without, .5692 / .5649 / .5699 / .5734 at
+1e-6 / 1e-5 / 1e-4 / 1e-3 (1e-3 still rising at epoch 20); with a
+60-epoch cap, .5753 at 1e-3 (best epoch 21) and .5555 at 1e-2.  That GMF
+(GMF_L2) at 3 seeds, and NeuMF-pre fine-tuning it with the tuned MLP-3
+('64,row-adam,tuned,gmf-l2=0.001' rows) beside the same NeuMF-pre without
+the L2, run on the same machine (results/ncf_ml1m_gmf_l2.md): @@RESULT@@
+  ... --name=ncf_ml1m_gmf_l2_grid --roles=test --roles=valid \
+      --significance=none \
+      --only='^GMF-factors=64,row-adam,batch=128,lr=0.001(,l2=[^-]*)?-seed0$'
+  ... --name=ncf_ml1m_gmf_l2 --roles=test --roles=valid \
+      --only='^((GMF|MLP-3)-factors=64,row-adam,batch=128,lr=0.001|GMF-factors=64,row-adam,batch=128,lr=0.001,l2=0.001,epochs=60|NeuMF-pre-factors=64,row-adam,tuned(,gmf-l2=0.001)?)-seed[012]$'
+
 Paper, HR@10 / NDCG@10 (factors 8, 16, 32, 64):
   NeuMF with pre-training:    .684/.403 .707/.426 .726/.445 .730/.447
   NeuMF without pre-training: .688/.410 .696/.420 .701/.425 .705/.426
@@ -144,6 +161,12 @@ GRID_RATES = (1e-4, 5e-4, 1e-3, 5e-3)
 # (batch, lr) of the best validation NDCG@10 over the grid cells run at 64
 # factors, seed 0 (results/ncf_ml1m_grid64.md).
 TUNED = {"GMF": (128, 1e-3), "MLP-3": (128, 1e-3), "NeuMF": (128, 1e-3)}
+# Per-example embedding L2 (train.l2) tried on GMF at TUNED, 64 factors.
+L2_GRID = (1e-6, 1e-5, 1e-4, 1e-3)
+L2_LONG = (1e-3, 1e-2)        # still rising at the 20-epoch cap with 1e-3
+# (l2, epoch cap) of GMF's best validation NDCG@10 over those (seed 0):
+# NeuMF-pre's GMF half in the '64,row-adam,tuned,gmf-l2=<l2>' rows.
+GMF_L2 = (1e-3, LONG_EPOCHS)
 PAPER = {
     "NeuMF-pre": {8: (.684, .403), 16: (.707, .426), 32: (.726, .445),
                   64: (.730, .447)},
@@ -235,33 +258,56 @@ def _grid_variant(factors, batch, lr):
   return f"factors={factors},row-adam,batch={batch},lr={lr:g}"
 
 
+def _fast(model, tag, seed, factors, batch, lr, extra=None):
+  """A GMF, MLP-3 or NeuMF row at (batch, lr) on the fast path (row-sparse
+  Adam, MKL's products: the plain rows' results within seed noise, see
+  above), with `extra` overrides."""
+  hyper = {"train.batch_size": batch, "optim.learning_rate": lr,
+           "optim.tables": "row_adam", **(extra or {})}
+  if model == "NeuMF":
+    return _neumf(tag, seed, factors, {**hyper, "model.matmul": "blas"})
+  arch = _gmf(factors) if model == "GMF" else _mlp(factors, matmul="blas")
+  return _run(model, tag, seed, factors, {**arch, **hyper})
+
+
 def _grid(seed, factors):
-  """GMF, MLP-3 and NeuMF at every (batch, lr) of the paper's grid, on the
-  fast path (row-sparse Adam, MKL's products: the plain rows' results
-  within seed noise, see above)."""
-  runs = []
-  for batch in GRID_BATCHES:
-    for lr in GRID_RATES:
-      tag = _grid_variant(factors, batch, lr)
-      hyper = {"train.batch_size": batch, "optim.learning_rate": lr,
-               "optim.tables": "row_adam"}
-      runs += [
-          _run("GMF", tag, seed, factors, {**_gmf(factors), **hyper}),
-          _run("MLP-3", tag, seed, factors,
-               {**_mlp(factors, matmul="blas"), **hyper}),
-          _neumf(tag, seed, factors, {**hyper, "model.matmul": "blas"})]
-  return runs
+  """GMF, MLP-3 and NeuMF at every (batch, lr) of the paper's grid."""
+  return [_fast(model, _grid_variant(factors, batch, lr), seed, factors,
+                batch, lr)
+          for batch in GRID_BATCHES for lr in GRID_RATES
+          for model in ("GMF", "MLP-3", "NeuMF")]
 
 
-def _tuned(seed, factors):
+def _l2_variant(factors, l2, epochs=None):
+  tag = f"{_grid_variant(factors, *TUNED['GMF'])},l2={l2:g}"
+  return tag + (f",epochs={epochs}" if epochs else "")
+
+
+def _l2_grid(seed, factors):
+  """GMF at its TUNED (batch, lr) with each train.l2 of L2_GRID, and of
+  L2_LONG with the LONG_EPOCHS cap."""
+  def row(l2, epochs=None):
+    extra = {"train.l2": l2, **({"train.epochs": epochs} if epochs else {})}
+    return _fast("GMF", _l2_variant(factors, l2, epochs), seed, factors,
+                 *TUNED["GMF"], extra)
+  chosen = GMF_L2[0]
+  return ([row(l2) for l2 in L2_GRID] +
+          [row(l2, LONG_EPOCHS) for l2 in L2_LONG] +
+          _tuned(seed, factors, f"tuned,gmf-l2={chosen:g}",
+                 _l2_variant(factors, *GMF_L2)))
+
+
+def _tuned(seed, factors, tag="tuned", gmf_variant=None):
   """NeuMF-pre fine-tuned (plain SGD, row-sparse) from the GMF and MLP-3
   grid runs at the settings validation chose (TUNED); those runs, and
-  NeuMF's, are the grid rows of the same names at every seed."""
-  def workdir(model):
-    return _workdir(model, _grid_variant(factors, *TUNED[model]), seed)
-  return [_run("NeuMF-pre", f"factors={factors},row-adam,tuned", seed,
+  NeuMF's, are the grid rows of the same names at every seed.  With
+  `gmf_variant`, its GMF half is that variant's run instead."""
+  def workdir(model, variant=None):
+    return _workdir(model, variant or _grid_variant(factors, *TUNED[model]),
+                    seed)
+  return [_run("NeuMF-pre", f"factors={factors},row-adam,{tag}", seed,
                factors, {"optim.tables": "row_sgd", **_pretrained(
-                   factors, workdir("GMF"), workdir("MLP-3"))})]
+                   factors, workdir("GMF", gmf_variant), workdir("MLP-3"))})]
 
 
 def get_sweep():
@@ -349,5 +395,6 @@ def get_sweep():
       # The paper tuned batch and learning rate per model over GRID_*;
       # here at 64 factors, read on validation (sweep --roles=valid).
       if factors == 64:
-        runs += _grid(seed, factors) + _tuned(seed, factors)
+        runs += (_grid(seed, factors) + _tuned(seed, factors) +
+                 _l2_grid(seed, factors))
   return runs
