@@ -136,11 +136,19 @@ validation NDCG@10 .5702 without, .5692 / .5649 / .5699 / .5734 at
 60-epoch cap, .5753 at 1e-3 (best epoch 21) and .5555 at 1e-2.  That GMF
 (GMF_L2) at 3 seeds, and NeuMF-pre fine-tuning it with the tuned MLP-3
 ('64,row-adam,tuned,gmf-l2=0.001' rows) beside the same NeuMF-pre without
-the L2, run on the same machine (results/ncf_ml1m_gmf_l2.md): @@RESULT@@
+the L2, run on the same machine (results/ncf_ml1m_gmf_l2.md): GMF
+.7014/.4260 against .6924/.4234 without (validation .5728 against
+.5695), but NeuMF-pre .7132/.4374 against .7157/.4401 without (NDCG@10
+p=0.021, HR@10 p=0.201): a better GMF half did not make a better
+NeuMF-pre.  Without the L2 on the EPYC, MLP-3 .6941/.4213 and NeuMF-pre
+.7157/.4401 (the Xeon's .6943/.4191 and .7131/.4390: MKL's products
+round differently there; GMF repeats to four decimals).  About 14 min a
+MLP-3 run, 2-3 min a GMF and 3 min a NeuMF-pre run, alone.
   ... --name=ncf_ml1m_gmf_l2_grid --roles=test --roles=valid \
       --significance=none \
       --only='^GMF-factors=64,row-adam,batch=128,lr=0.001(,l2=[^-]*)?-seed0$'
   ... --name=ncf_ml1m_gmf_l2 --roles=test --roles=valid \
+      --baseline='NeuMF-pre-factors=64,row-adam,tuned' \
       --only='^((GMF|MLP-3)-factors=64,row-adam,batch=128,lr=0.001|GMF-factors=64,row-adam,batch=128,lr=0.001,l2=0.001,epochs=60|NeuMF-pre-factors=64,row-adam,tuned(,gmf-l2=0.001)?)-seed[012]$'
 
 Paper, HR@10 / NDCG@10 (factors 8, 16, 32, 64):
