@@ -146,7 +146,7 @@ round differently there; GMF repeats to four decimals).  About 14 min a
 MLP-3 run, 2-3 min a GMF and 3 min a NeuMF-pre run, alone.
   ... --name=ncf_ml1m_gmf_l2_grid --roles=test --roles=valid \
       --significance=none \
-      --only='^GMF-factors=64,row-adam,batch=128,lr=0.001(,l2=[^-]*)?-seed0$'
+      --only='^GMF-factors=64,row-adam,batch=128,lr=0.001(,l2=.*)?-seed0$'
   ... --name=ncf_ml1m_gmf_l2 --roles=test --roles=valid \
       --baseline='NeuMF-pre-factors=64,row-adam,tuned' \
       --only='^((GMF|MLP-3)-factors=64,row-adam,batch=128,lr=0.001|GMF-factors=64,row-adam,batch=128,lr=0.001,l2=0.001,epochs=60|NeuMF-pre-factors=64,row-adam,tuned(,gmf-l2=0.001)?)-seed[012]$'
