@@ -47,13 +47,16 @@ def test_collect_keeps_each_files_own_factors_in_order(tmp_path):
            "ncf_ml1m_gmf_l2": [
                _row("NeuMF-pre", 64, 0.73,
                     suffix=",row-adam,tuned,gmf-l2=0.001"),
-               _row("NeuMF-pre", 64, 0.5, suffix=",row-adam,tuned")]}  # not this
+               _row("NeuMF-pre", 64, 0.5, suffix=",row-adam,tuned")],  # not this
+           "ncf_ml1m_tuned32": [
+               _row("MLP-3", 32, 0.69, suffix=",row-adam,batch=128,lr=0.001")]}
   for name, rows in files.items():
     (tmp_path / f"{name}.json").write_text(json.dumps({"rows": rows}))
   rows = summarise.collect(tmp_path)
   assert [(r["model"], r["variant"]) for r in rows] == [
       ("GMF", "factors=8"), ("GMF", "factors=32"), ("GMF", "factors=64"),
       ("MLP-3", "factors=8,epochs=60"), ("MLP-3", "factors=16,code-embed"),
+      ("MLP-3", "factors=32,row-adam,batch=128,lr=0.001"),
       ("NeuMF", "factors=8,refit"),
       ("NeuMF", "factors=16"),
       ("NeuMF-pre", "factors=8,adam-finetune"),

@@ -151,6 +151,14 @@ MLP-3 run, 2-3 min a GMF and 3 min a NeuMF-pre run, alone.
       --baseline='NeuMF-pre-factors=64,row-adam,tuned' \
       --only='^((GMF|MLP-3)-factors=64,row-adam,batch=128,lr=0.001|GMF-factors=64,row-adam,batch=128,lr=0.001,l2=0.001,epochs=60|NeuMF-pre-factors=64,row-adam,tuned(,gmf-l2=0.001)?)-seed[012]$'
 
+The other factors have the TUNED cells too, and NeuMF-pre from them; only
+MLP-3-32 has run (results/ncf_ml1m_tuned32.md, 3 seeds, about 7 min a
+run alone on the EPYC): .6869/.4148, no better than the batch-256 row's
+.6882/.4147 (paper .692/.425).
+  ... --name=ncf_ml1m_tuned32 --roles=test --roles=valid \
+      --significance=none \
+      --only='^MLP-3-factors=32,row-adam,batch=128,lr=0.001-seed[012]$'
+
 Paper, HR@10 / NDCG@10 (factors 8, 16, 32, 64):
   NeuMF with pre-training:    .684/.403 .707/.426 .726/.445 .730/.447
   NeuMF without pre-training: .688/.410 .696/.420 .701/.425 .705/.426
@@ -402,7 +410,12 @@ def get_sweep():
       runs += _trio(leak, seed, factors, on_test)
       # The paper tuned batch and learning rate per model over GRID_*;
       # here at 64 factors, read on validation (sweep --roles=valid).
+      # At the other factors, the TUNED cells alone, and NeuMF-pre from them.
       if factors == 64:
-        runs += (_grid(seed, factors) + _tuned(seed, factors) +
-                 _l2_grid(seed, factors))
+        runs += _grid(seed, factors) + _l2_grid(seed, factors)
+      else:
+        runs += [_fast(model, _grid_variant(factors, *TUNED[model]), seed,
+                       factors, *TUNED[model])
+                 for model in ("GMF", "MLP-3", "NeuMF")]
+      runs += _tuned(seed, factors)
   return runs
