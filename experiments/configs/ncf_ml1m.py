@@ -315,8 +315,8 @@ def _l2_grid(seed, factors):
 
 def _tuned(seed, factors, tag="tuned", gmf_variant=None):
   """NeuMF-pre fine-tuned (plain SGD, row-sparse) from the GMF and MLP-3
-  grid runs at the settings validation chose (TUNED); those runs, and
-  NeuMF's, are the grid rows of the same names at every seed.  With
+  runs at the settings validation chose (TUNED): the grid's rows of that
+  cell at 64 factors, get_sweep's TUNED rows at the others.  With
   `gmf_variant`, its GMF half is that variant's run instead."""
   def workdir(model, variant=None):
     return _workdir(model, variant or _grid_variant(factors, *TUNED[model]),
