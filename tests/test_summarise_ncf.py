@@ -48,8 +48,12 @@ def test_collect_keeps_each_files_own_factors_in_order(tmp_path):
                _row("NeuMF-pre", 64, 0.73,
                     suffix=",row-adam,tuned,gmf-l2=0.001"),
                _row("NeuMF-pre", 64, 0.5, suffix=",row-adam,tuned")],  # not this
+           "ncf_ml1m_tuned16": [
+               _row("NeuMF-pre", 16, 0.69, suffix=",row-adam,tuned"),
+               _row("MLP-3", 16, 0.5, suffix=",row-adam,batch=256,lr=0.001")],
            "ncf_ml1m_tuned32": [
-               _row("MLP-3", 32, 0.69, suffix=",row-adam,batch=128,lr=0.001")]}
+               _row("MLP-3", 32, 0.69, suffix=",row-adam,batch=128,lr=0.001"),
+               _row("NeuMF-pre", 32, 0.71, suffix=",row-adam,tuned")]}
   for name, rows in files.items():
     (tmp_path / f"{name}.json").write_text(json.dumps({"rows": rows}))
   rows = summarise.collect(tmp_path)
@@ -61,6 +65,8 @@ def test_collect_keeps_each_files_own_factors_in_order(tmp_path):
       ("NeuMF", "factors=16"),
       ("NeuMF-pre", "factors=8,adam-finetune"),
       ("NeuMF-pre", "factors=16,adam-finetune"),
+      ("NeuMF-pre", "factors=16,row-adam,tuned"),
+      ("NeuMF-pre", "factors=32,row-adam,tuned"),
       ("NeuMF-pre", "factors=64,adam-finetune"),
       ("NeuMF-pre", "factors=64,row-adam,tuned"),
       ("NeuMF-pre", "factors=64,row-adam,tuned,gmf-l2=0.001")]

@@ -151,13 +151,20 @@ MLP-3 run, 2-3 min a GMF and 3 min a NeuMF-pre run, alone.
       --baseline='NeuMF-pre-factors=64,row-adam,tuned' \
       --only='^((GMF|MLP-3)-factors=64,row-adam,batch=128,lr=0.001|GMF-factors=64,row-adam,batch=128,lr=0.001,l2=0.001,epochs=60|NeuMF-pre-factors=64,row-adam,tuned(,gmf-l2=0.001)?)-seed[012]$'
 
-The other factors have the TUNED cells too, and NeuMF-pre from them; only
-MLP-3-32 has run (results/ncf_ml1m_tuned32.md, 3 seeds, about 7 min a
-run alone on the EPYC): .6869/.4148, no better than the batch-256 row's
-.6882/.4147 (paper .692/.425).
-  ... --name=ncf_ml1m_tuned32 --roles=test --roles=valid \
+The other factors have the TUNED cells too, and NeuMF-pre from them
+('<F>,row-adam,batch=128,lr=0.001' and '<F>,row-adam,tuned' rows, 3
+seeds, alone on the EPYC).  The 64-factor choice does not carry over:
+every row is worse than its batch-256 row or level with it.  16 factors
+(results/ncf_ml1m_tuned16.md; 1, 3-4 and 0.75 min a run): GMF .6794/.4015
+(batch 256: .6898/.4095), MLP-3 .6685/.3986 (.6754/.4018), NeuMF-pre
+.6886/.4128 (.6945/.4165).  32 factors (results/ncf_ml1m_tuned32.md;
+1.5, 7 and 1.5 min): GMF .6998/.4230 (.7010/.4249), MLP-3 .6869/.4148
+(.6882/.4147), NeuMF-pre .7069/.4325 (.7103/.4330).  The 8-factor rows
+have not run.
+  ... --name=ncf_ml1m_tuned16 --roles=test --roles=valid \
       --significance=none \
-      --only='^MLP-3-factors=32,row-adam,batch=128,lr=0.001-seed[012]$'
+      --only='^((GMF|MLP-3)-factors=16,row-adam,batch=128,lr=0.001|NeuMF-pre-factors=16,row-adam,tuned)-seed[012]$'
+  ... --name=ncf_ml1m_tuned32 (the same with 32)
 
 Paper, HR@10 / NDCG@10 (factors 8, 16, 32, 64):
   NeuMF with pre-training:    .684/.403 .707/.426 .726/.445 .730/.447
@@ -183,6 +190,9 @@ L2_LONG = (1e-3, 1e-2)        # still rising at the 20-epoch cap with 1e-3
 # (l2, epoch cap) of GMF's best validation NDCG@10 over those (seed 0):
 # NeuMF-pre's GMF half in the '64,row-adam,tuned,gmf-l2=<l2>' rows.
 GMF_L2 = (1e-3, LONG_EPOCHS)
+# The same on MLP-3 (about 14 min a run at 64 factors, so two values, with
+# the 20-epoch cap), and NeuMF-pre fine-tuning each with the TUNED GMF.
+MLP_L2_GRID = (1e-4, 1e-3)
 PAPER = {
     "NeuMF-pre": {8: (.684, .403), 16: (.707, .426), 32: (.726, .445),
                   64: (.730, .447)},
@@ -294,36 +304,45 @@ def _grid(seed, factors):
           for model in ("GMF", "MLP-3", "NeuMF")]
 
 
-def _l2_variant(factors, l2, epochs=None):
-  tag = f"{_grid_variant(factors, *TUNED['GMF'])},l2={l2:g}"
+def _l2_variant(model, factors, l2, epochs=None):
+  tag = f"{_grid_variant(factors, *TUNED[model])},l2={l2:g}"
   return tag + (f",epochs={epochs}" if epochs else "")
 
 
+def _l2_row(model, seed, factors, l2, epochs=None):
+  """`model` at its TUNED (batch, lr) with train.l2 = l2 (and a cap)."""
+  extra = {"train.l2": l2, **({"train.epochs": epochs} if epochs else {})}
+  return _fast(model, _l2_variant(model, factors, l2, epochs), seed,
+               factors, *TUNED[model], extra)
+
+
 def _l2_grid(seed, factors):
-  """GMF at its TUNED (batch, lr) with each train.l2 of L2_GRID, and of
-  L2_LONG with the LONG_EPOCHS cap."""
-  def row(l2, epochs=None):
-    extra = {"train.l2": l2, **({"train.epochs": epochs} if epochs else {})}
-    return _fast("GMF", _l2_variant(factors, l2, epochs), seed, factors,
-                 *TUNED["GMF"], extra)
-  chosen = GMF_L2[0]
-  return ([row(l2) for l2 in L2_GRID] +
-          [row(l2, LONG_EPOCHS) for l2 in L2_LONG] +
-          _tuned(seed, factors, f"tuned,gmf-l2={chosen:g}",
-                 _l2_variant(factors, *GMF_L2)))
+  """GMF with each train.l2 of L2_GRID, and of L2_LONG with the
+  LONG_EPOCHS cap; MLP-3 with each of MLP_L2_GRID; NeuMF-pre fine-tuning
+  GMF_L2's GMF, and each MLP-3, beside the other TUNED half."""
+  gmf = ([_l2_row("GMF", seed, factors, l2) for l2 in L2_GRID] +
+         [_l2_row("GMF", seed, factors, l2, LONG_EPOCHS) for l2 in L2_LONG])
+  mlp = [_l2_row("MLP-3", seed, factors, l2) for l2 in MLP_L2_GRID]
+  pre = _tuned(seed, factors, f"tuned,gmf-l2={GMF_L2[0]:g}",
+               gmf_variant=_l2_variant("GMF", factors, *GMF_L2))
+  for l2 in MLP_L2_GRID:
+    pre += _tuned(seed, factors, f"tuned,mlp-l2={l2:g}",
+                  mlp_variant=_l2_variant("MLP-3", factors, l2))
+  return gmf + mlp + pre
 
 
-def _tuned(seed, factors, tag="tuned", gmf_variant=None):
+def _tuned(seed, factors, tag="tuned", gmf_variant=None, mlp_variant=None):
   """NeuMF-pre fine-tuned (plain SGD, row-sparse) from the GMF and MLP-3
   runs at the settings validation chose (TUNED): the grid's rows of that
   cell at 64 factors, get_sweep's TUNED rows at the others.  With
-  `gmf_variant`, its GMF half is that variant's run instead."""
+  `gmf_variant` (`mlp_variant`), that half is that variant's run instead."""
   def workdir(model, variant=None):
     return _workdir(model, variant or _grid_variant(factors, *TUNED[model]),
                     seed)
   return [_run("NeuMF-pre", f"factors={factors},row-adam,{tag}", seed,
                factors, {"optim.tables": "row_sgd", **_pretrained(
-                   factors, workdir("GMF", gmf_variant), workdir("MLP-3"))})]
+                   factors, workdir("GMF", gmf_variant),
+                   workdir("MLP-3", mlp_variant))})]
 
 
 def get_sweep():
