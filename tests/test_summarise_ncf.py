@@ -48,6 +48,10 @@ def test_collect_keeps_each_files_own_factors_in_order(tmp_path):
                _row("NeuMF-pre", 64, 0.73,
                     suffix=",row-adam,tuned,gmf-l2=0.001"),
                _row("NeuMF-pre", 64, 0.5, suffix=",row-adam,tuned")],  # not this
+           "ncf_ml1m_mlp_l2": [
+               _row("NeuMF-pre", 64, 0.72,
+                    suffix=",row-adam,tuned,mlp-l2=0.001"),
+               _row("NeuMF-pre", 64, 0.5, suffix=",row-adam,tuned")],  # not this
            "ncf_ml1m_tuned16": [
                _row("NeuMF-pre", 16, 0.69, suffix=",row-adam,tuned"),
                _row("MLP-3", 16, 0.5, suffix=",row-adam,batch=256,lr=0.001")],
@@ -69,9 +73,11 @@ def test_collect_keeps_each_files_own_factors_in_order(tmp_path):
       ("NeuMF-pre", "factors=32,row-adam,tuned"),
       ("NeuMF-pre", "factors=64,adam-finetune"),
       ("NeuMF-pre", "factors=64,row-adam,tuned"),
-      ("NeuMF-pre", "factors=64,row-adam,tuned,gmf-l2=0.001")]
-  assert rows[-2]["metrics"]["HR@10"]["mean"] == 0.71
-  assert rows[-1]["metrics"]["HR@10"]["mean"] == 0.73
+      ("NeuMF-pre", "factors=64,row-adam,tuned,gmf-l2=0.001"),
+      ("NeuMF-pre", "factors=64,row-adam,tuned,mlp-l2=0.001")]
+  assert rows[-3]["metrics"]["HR@10"]["mean"] == 0.71
+  assert rows[-2]["metrics"]["HR@10"]["mean"] == 0.73
+  assert rows[-1]["metrics"]["HR@10"]["mean"] == 0.72
   assert rows[1]["metrics"]["HR@10"]["mean"] == 0.70
   assert list(rows[0]["metrics"]) == ["HR@10", "MRR"]
   assert all("significance" not in r for r in rows)

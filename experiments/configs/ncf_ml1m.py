@@ -151,6 +151,21 @@ MLP-3 run, 2-3 min a GMF and 3 min a NeuMF-pre run, alone.
       --baseline='NeuMF-pre-factors=64,row-adam,tuned' \
       --only='^((GMF|MLP-3)-factors=64,row-adam,batch=128,lr=0.001|GMF-factors=64,row-adam,batch=128,lr=0.001,l2=0.001,epochs=60|NeuMF-pre-factors=64,row-adam,tuned(,gmf-l2=0.001)?)-seed[012]$'
 
+The same L2 on MLP-3-64 at TUNED (MLP_L2_GRID, 20-epoch cap), seed 0, read
+on validation (results/ncf_ml1m_mlp_l2_grid.md; 12-17 min a MLP-3 run,
+3-4 min a NeuMF-pre run, alone on the EPYC): MLP-3 .5633 without,
+.5602 at 1e-4, .5634 at 1e-3; NeuMF-pre fine-tuning each with the tuned
+GMF ('64,row-adam,tuned,mlp-l2=<x>' rows) .5881 without, .5838 and .5896.
+At 3 seeds (results/ncf_ml1m_mlp_l2.md): MLP-3 .6939/.4238 against
+.6941/.4213 without, NeuMF-pre .7123/.4394 against .7157/.4401 (HR@10
+p=0.128, NDCG@10 p=0.540): no lift either.
+  ... --name=ncf_ml1m_mlp_l2_grid --roles=test --roles=valid \
+      --significance=none \
+      --only='^(MLP-3-factors=64,row-adam,batch=128,lr=0.001(,l2=.*)?|NeuMF-pre-factors=64,row-adam,tuned(,mlp-l2=.*)?)-seed0$'
+  ... --name=ncf_ml1m_mlp_l2 --roles=test --roles=valid \
+      --baseline='NeuMF-pre-factors=64,row-adam,tuned' \
+      --only='^((GMF|MLP-3)-factors=64,row-adam,batch=128,lr=0.001|MLP-3-factors=64,row-adam,batch=128,lr=0.001,l2=0.001|NeuMF-pre-factors=64,row-adam,tuned(,mlp-l2=0.001)?)-seed[012]$'
+
 The other factors have the TUNED cells too, and NeuMF-pre from them
 ('<F>,row-adam,batch=128,lr=0.001' and '<F>,row-adam,tuned' rows, 3
 seeds, alone on the EPYC).  The 64-factor choice does not carry over:
