@@ -48,6 +48,8 @@ SOURCES = {"ncf_ml1m": ("factors=8", "factors=16"),
            "ncf_ml1m_mlp_l2": (
                "factors=64,row-adam,batch=128,lr=0.001,l2=0.001",
                "factors=64,row-adam,tuned,mlp-l2=0.001"),
+           "ncf_ml1m_tuned8": ("factors=8,row-adam,batch=128,lr=0.001",
+                               "factors=8,row-adam,tuned"),
            "ncf_ml1m_tuned16": ("factors=16,row-adam,batch=128,lr=0.001",
                                 "factors=16,row-adam,tuned"),
            "ncf_ml1m_tuned32": ("factors=32,row-adam,batch=128,lr=0.001",

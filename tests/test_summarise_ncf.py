@@ -52,6 +52,8 @@ def test_collect_keeps_each_files_own_factors_in_order(tmp_path):
                _row("NeuMF-pre", 64, 0.72,
                     suffix=",row-adam,tuned,mlp-l2=0.001"),
                _row("NeuMF-pre", 64, 0.5, suffix=",row-adam,tuned")],  # not this
+           "ncf_ml1m_tuned8": [
+               _row("NeuMF", 8, 0.67, suffix=",row-adam,batch=128,lr=0.001")],
            "ncf_ml1m_tuned16": [
                _row("NeuMF-pre", 16, 0.69, suffix=",row-adam,tuned"),
                _row("MLP-3", 16, 0.5, suffix=",row-adam,batch=256,lr=0.001")],
@@ -66,6 +68,7 @@ def test_collect_keeps_each_files_own_factors_in_order(tmp_path):
       ("MLP-3", "factors=8,epochs=60"), ("MLP-3", "factors=16,code-embed"),
       ("MLP-3", "factors=32,row-adam,batch=128,lr=0.001"),
       ("NeuMF", "factors=8,refit"),
+      ("NeuMF", "factors=8,row-adam,batch=128,lr=0.001"),
       ("NeuMF", "factors=16"),
       ("NeuMF-pre", "factors=8,adam-finetune"),
       ("NeuMF-pre", "factors=16,adam-finetune"),

@@ -174,12 +174,15 @@ every row is worse than its batch-256 row or level with it.  16 factors
 (batch 256: .6898/.4095), MLP-3 .6685/.3986 (.6754/.4018), NeuMF-pre
 .6886/.4128 (.6945/.4165).  32 factors (results/ncf_ml1m_tuned32.md;
 1.5, 7 and 1.5 min): GMF .6998/.4230 (.7010/.4249), MLP-3 .6869/.4148
-(.6882/.4147), NeuMF-pre .7069/.4325 (.7103/.4330).  The 8-factor rows
-have not run.
+(.6882/.4147), NeuMF-pre .7069/.4325 (.7103/.4330).  8 factors
+(results/ncf_ml1m_tuned8.md; 1, 1.5-2, 2-2.5 and 0.5 min): GMF
+.6270/.3624 (.6340/.3652), MLP-3 .6525/.3800 (.6574/.3855), NeuMF
+.6713/.3987 (.6756/.4027), NeuMF-pre .6592/.3846 (.6658/.3895).
   ... --name=ncf_ml1m_tuned16 --roles=test --roles=valid \
       --significance=none \
       --only='^((GMF|MLP-3)-factors=16,row-adam,batch=128,lr=0.001|NeuMF-pre-factors=16,row-adam,tuned)-seed[012]$'
-  ... --name=ncf_ml1m_tuned32 (the same with 32)
+  ... --name=ncf_ml1m_tuned32 (the same with 32), ncf_ml1m_tuned8 (with 8,
+      and '(GMF|MLP-3|NeuMF)')
 
 Paper, HR@10 / NDCG@10 (factors 8, 16, 32, 64):
   NeuMF with pre-training:    .684/.403 .707/.426 .726/.445 .730/.447
