@@ -4,18 +4,12 @@ Writes results/ncf_ml1m_all.{md,json}.
 
   python scripts/summarise_ncf.py
 
-The sweeps were run one factor range at a time (results/ncf_ml1m.md: 8 and
-16; ncf_ml1m_factors32.md; ncf_ml1m_factors64.md), and NeuMF-pre fine-tuned
-with Adam as the authors' README does in ncf_ml1m_adam_finetune.md, and
-8 and 16 factors with a 60-epoch cap in ncf_ml1m_epochs60.md, and
-refit on train + validation in ncf_ml1m_refit.md, and MLP-3 and
-NeuMF-pre with the released code's MLP embedding widths in
-ncf_ml1m_code_embed.md, and 64 factors at the batch and rate validation
-chose from the paper's grid in ncf_ml1m_tuned64.md, and NeuMF-pre-64
-from a GMF half trained with embedding L2 in ncf_ml1m_gmf_l2.md, and
-MLP-3-32 at the cell chosen at 64 factors in ncf_ml1m_tuned32.md; their
-headers name the commands, commits and dates.  This script trains nothing:
-it copies the rows, so every figure traces back to one of those files.
+The sweeps were run one experiment at a time, each writing its own results
+file; SOURCES names each file and the variants taken from it, and the
+config's docstring (experiments/configs/ncf_ml1m.py) what each experiment
+was.  Their headers name the commands, commits and dates.  This script
+trains nothing: it copies the rows, so every figure traces back to one of
+those files.
 """
 
 from __future__ import annotations
