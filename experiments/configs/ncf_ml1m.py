@@ -14,175 +14,34 @@ One run (NeuMF, 8 factors, no pre-training):
 The table (every row of NCF Table 2 and Table 3's MLP-3, 3 seeds):
   python -m experiments.sweep --config=experiments/configs/ncf_ml1m.py \
       --workdir=runs/ncf_ml1m --name=ncf_ml1m
-Runtime on a 2-core CPU at batch 256: about 10-20 s per epoch at 8 factors;
-at 64 factors, with the CPU to itself, about 10 s (GMF), 60 s (MLP-3)
-and 60 s (NeuMF) per epoch (100-130 s measured on 2026-12-01).  All four
-rows at 64 factors, 3 seeds, are in results/ncf_ml1m_factors64.md
-(--only='factors=64-'): GMF .6941/.4175, MLP-3 .6911/.4173, NeuMF
-.6856/.4129, NeuMF-pre .7081/.4309.  All four rows
-at 32 factors, 3 seeds, are in results/ncf_ml1m_factors32.md
-(--only='factors=32-'; MLP-3 and NeuMF about 60-120 s per epoch beside one
-other job): GMF .7010/.4249, MLP-3 .6882/.4147, NeuMF .6943/.4205,
-NeuMF-pre .7103/.4330.
-With the released code's MLP embedding widths ('<F>,code-embed' rows,
-embed_dim = 4F, twice the paper's text; results/ncf_ml1m_code_embed.md,
-3 seeds): 8 factors MLP-3 .6668/.3919, NeuMF-pre .6733/.3958 (better than
-the paper-text widths); 16 factors MLP-3 .6725/.4043, NeuMF-pre
-.6896/.4160 (no better).
-  ... --name=ncf_ml1m_code_embed \
-      --only='^(GMF-factors=(8|16)-seed[012]|MLP-3-factors=(8|16),code-embed-seed[012]|NeuMF-pre-factors=(8|16),code-embed-seed[012])$'
-SGD at lr 0.001 barely moves the pretrained NeuMF (validation NDCG@10 spans
-0.0008-0.0042 over the evaluated epochs of each 64-factor seed), so
-NeuMF-pre is close to the ensemble of its GMF and MLP-3 and inherits their
-shortfall against the paper.
-With SGD at 0.005, the largest rate of the paper's grid ('8,sgd-lr=5e-3'
-rows; results/ncf_ml1m_sgd_lr.md, 3 seeds, about 8 min a seed with its
-GMF and MLP-3): .6651/.3897 against .6658/.3895 at 0.001, so the rate is
-not what holds NeuMF-pre back.
-  ... --name=ncf_ml1m_sgd_lr \
-      --only='^((GMF|MLP-3)-factors=8|NeuMF-pre-factors=8(,sgd-lr=5e-3)?)-seed[012]$'
-Fine-tuned with Adam at lr 0.001 instead, as the authors' README runs it
-('<F>,adam-finetune' rows; results/ncf_ml1m_adam_finetune.md, 3 seeds):
-8 factors .6765/.4008 (SGD .6658/.3895; paper .684/.403), 16 factors
-.6958/.4185 (SGD .6945/.4165; paper .707/.426), 32 factors .7019/.4290
-(SGD .7103/.4330), 64 factors .7011/.4281 (SGD .7081/.4309), its best
-validation epoch the first; at lr 1e-4 8 factors .6681/.3929, 64 factors
-.7003/.4299 (no better than SGD). At 16 and 32 factors about 150 s per
-NeuMF run alone (5-8 epochs).
-  ... --name=ncf_ml1m_adam_finetune \
-      --only='^(GMF-factors=(8|16|32|64)|MLP-3-factors=(8|16|32|64)|NeuMF-pre-factors=(8|64),adam-finetune.*|NeuMF-pre-factors=(16|32),adam-finetune)-seed[012]$'
-With a 60-epoch cap instead of 20 ('<F>,epochs=60' rows;
-results/ncf_ml1m_epochs60.md, 3 seeds, early stopping as above): mean
-epochs trained rose from 19-20 to 27-34 for GMF and MLP-3 at 8 factors and
-GMF at 16, and the test figures hardly moved: 8 factors GMF .6345/.3669, MLP-3 .6585/.3860, NeuMF-pre .6676/.3910;
-16 factors GMF .6906/.4101, MLP-3 .6758/.4024, NeuMF-pre .6949/.4171;
-NeuMF .6754/.4028 at 8 factors (each within .002 of its 20-epoch row).
-About 10 min a seed at 8 factors (NeuMF 4-8 min more) and 12 min at 16,
-alone.
-  ... --name=ncf_ml1m_epochs60 \
-      --only='^((GMF|MLP-3|NeuMF-pre)-factors=(8|16)|NeuMF-factors=8),epochs=60-seed[012]$'
-Refit on train + validation for the epoch count chosen on validation
-('<F>,refit' rows; results/ncf_ml1m_refit.md, 3 seeds; test read once):
-8 factors GMF .6375/.3668, MLP-3 .6626/.3899, NeuMF .6745/.4011,
-NeuMF-pre .6679/.3931; 16 factors GMF .6888/.4088, MLP-3 .6738/.4017,
-NeuMF-pre .6954/.4166; MLP-3-32 .6877/.4141.  Against the plain rows: at
-8 factors +.002 to +.005 HR@10 for GMF, MLP-3 and NeuMF-pre (NeuMF -.001),
-at 16 and 32 factors within .002 either way.  Verdicts that flip sit
-within .002 of the .01 line: MLP-3-8 (both) and NeuMF-pre-8 NDCG now
-within, MLP-3-16 HR (.6738) now just outside.  Phase 2 costs about as much
-as phase 1 (MLP-3-8 about 4 min, NeuMF-8 about 8 min a seed, alone).
-  ... --name=ncf_ml1m_refit \
-      --only='^((GMF|MLP-3|NeuMF-pre)-factors=(8|16)|NeuMF-factors=8|MLP-3-factors=32),refit-seed[012]$'
+Runtime on a 2-core CPU, alone, at batch 256: about 5-10 s an epoch at 8
+factors; at 64 factors about 10 s (GMF), 60 s (MLP-3) and 60 s (NeuMF) with
+the plain optimiser, 5, 30 and 35 s with optim.tables='row_adam'.
 
-The 64-factor rows with the tables stepped row-sparsely ('<F>,row-adam'
-rows: optim.tables='row_adam', NeuMF-pre 'row_sgd'; results/
-ncf_ml1m_row_adam.md, 3 seeds): GMF .6941/.4175 (identical to the plain
-row), MLP-3 .6908/.4166, NeuMF .6855/.4138, NeuMF-pre .7108/.4324, all
-within seed noise of the plain rows; one epoch takes 5.4 s (GMF), 29 s
-(MLP-3) and 34 s (NeuMF) alone, against 11, 40 and 47 s (bench_ncf).
-  ... --name=ncf_ml1m_row_adam \
-      --only='^(GMF|MLP-3|NeuMF|NeuMF-pre)-factors=64,row-adam-seed[012]$'
-With the towers' products by Intel MKL's sgemm as well ('<F>,row-adam,blas'
-rows, MLP-3 and NeuMF: model.matmul='blas', pip install -e '.[mkl]';
-results/ncf_ml1m_row_adam_blas.md, 3 seeds): MLP-3 .6912/.4182, NeuMF
-.6864/.4137, within seed noise of the rows without; one epoch takes 25 s
-(MLP-3) and 29 s (NeuMF) alone (bench_ncf).
-  ... --name=ncf_ml1m_row_adam_blas \
-      --only='^(MLP-3|NeuMF)-factors=64,row-adam,blas-seed[012]$'
-
-The released code (NeuMF.py, GMF.py, MLP.py) evaluates test after every
-epoch and reports, and saves for pre-training, its best test HR@10.  Two
-leaky readings of our runs measure how much of the gap that explains:
-'<F>,test-trace' rows are the plain rows with test also logged every epoch
-(eval.trace_test; results/ncf_ml1m_test_trace.md, 64 factors, 3 seeds,
-about 20 minutes a seed): on the best test epoch GMF .6941 -> .6998,
-MLP-3 .6955 -> .6999 (paper .702), NeuMF-pre .7115 -> .7125 (paper .730).
-  ... --name=ncf_ml1m_test_trace64 \
-      --only='^(GMF|MLP-3|NeuMF-pre)-factors=64,test-trace-seed[012]$'
-  python scripts/summarise_test_trace.py --config=<this file> \
-      --workdir=<the sweep root> --only=<the same> --name=ncf_ml1m_test_trace
-'<F>,select-on-test' rows select and stop on test HR@10 throughout
-(eval.select_role='test'), so NeuMF-pre also starts from halves chosen on
-test, as the authors' pre-training files were
-(results/ncf_ml1m_select_on_test.md, 3 seeds, about 20 minutes a seed):
-GMF and MLP-3 equal the traced rows' best test epoch exactly; NeuMF-pre
-.7166 / .4364 against the paper's .730 / .447.
-  ... --name=ncf_ml1m_select_on_test \
-      --only='^(GMF|MLP-3|NeuMF-pre)-factors=64,select-on-test-seed[012]$'
-
-The paper tuned batch (128-1024) and learning rate (1e-4 to 5e-3) per model
-(§4.1).  That grid at 64 factors, seed 0, read on validation
-('64,row-adam,batch=<B>,lr=<L>' rows; results/ncf_ml1m_grid64.md; every
-GMF cell, 3 of MLP-3 and 4 of NeuMF; 1-10 min a run alone): lr 1e-4
-is under-trained in 20 epochs and 5e-3 worse; GMF's other cells span .010
-of validation NDCG@10 (.5601-.5702), against a seed std of .001-.003 at
-one setting, so one seed a cell ranks them only roughly.  Validation
-chose batch 128, lr 1e-3 for all three (TUNED); at 3 seeds
-(results/ncf_ml1m_tuned64.md): GMF .6924/.4234, MLP-3 .6943/.4191 (now
-within .01 of the paper), NeuMF .6896/.4187, and NeuMF-pre fine-tuning
-those halves ('64,row-adam,tuned') .7131/.4390 (paper .730/.447).
-  ... --name=ncf_ml1m_grid64 --roles=test --roles=valid \
-      --only='^(GMF|MLP-3|NeuMF)-factors=64,row-adam,batch=<B>,lr=<L>-seed0$'
-  ... --name=ncf_ml1m_tuned64 --roles=test --roles=valid \
-      --only='^((GMF|MLP-3|NeuMF)-factors=64,row-adam,batch=128,lr=0.001|NeuMF-pre-factors=64,row-adam,tuned)-seed[012]$'
-
-Embedding L2 on the halves (train.l2: the per-example L2 of the looked-up
-embeddings, models/ncf.py l2_penalty), since the authors' README says
-pre-training at large factors "may need tune regularization for GMF and
-MLP".  GMF-64 at TUNED, seed 0, read on validation
-(results/ncf_ml1m_gmf_l2_grid.md; 2-3 min a run alone on a 2-core EPYC):
-validation NDCG@10 .5702 without, .5692 / .5649 / .5699 / .5734 at
-1e-6 / 1e-5 / 1e-4 / 1e-3 (1e-3 still rising at epoch 20); with a
-60-epoch cap, .5753 at 1e-3 (best epoch 21) and .5555 at 1e-2.  That GMF
-(GMF_L2) at 3 seeds, and NeuMF-pre fine-tuning it with the tuned MLP-3
-('64,row-adam,tuned,gmf-l2=0.001' rows) beside the same NeuMF-pre without
-the L2, run on the same machine (results/ncf_ml1m_gmf_l2.md): GMF
-.7014/.4260 against .6924/.4234 without (validation .5728 against
-.5695), but NeuMF-pre .7132/.4374 against .7157/.4401 without (NDCG@10
-p=0.021, HR@10 p=0.201): a better GMF half did not make a better
-NeuMF-pre.  Without the L2 on the EPYC, MLP-3 .6941/.4213 and NeuMF-pre
-.7157/.4401 (the Xeon's .6943/.4191 and .7131/.4390: MKL's products
-round differently there; GMF repeats to four decimals).  About 14 min a
-MLP-3 run, 2-3 min a GMF and 3 min a NeuMF-pre run, alone.
-  ... --name=ncf_ml1m_gmf_l2_grid --roles=test --roles=valid \
-      --significance=none \
-      --only='^GMF-factors=64,row-adam,batch=128,lr=0.001(,l2=.*)?-seed0$'
-  ... --name=ncf_ml1m_gmf_l2 --roles=test --roles=valid \
-      --baseline='NeuMF-pre-factors=64,row-adam,tuned' \
-      --only='^((GMF|MLP-3)-factors=64,row-adam,batch=128,lr=0.001|GMF-factors=64,row-adam,batch=128,lr=0.001,l2=0.001,epochs=60|NeuMF-pre-factors=64,row-adam,tuned(,gmf-l2=0.001)?)-seed[012]$'
-
-The same L2 on MLP-3-64 at TUNED (MLP_L2_GRID, 20-epoch cap), seed 0, read
-on validation (results/ncf_ml1m_mlp_l2_grid.md; 12-17 min a MLP-3 run,
-3-4 min a NeuMF-pre run, alone on the EPYC): MLP-3 .5633 without,
-.5602 at 1e-4, .5634 at 1e-3; NeuMF-pre fine-tuning each with the tuned
-GMF ('64,row-adam,tuned,mlp-l2=<x>' rows) .5881 without, .5838 and .5896.
-At 3 seeds (results/ncf_ml1m_mlp_l2.md): MLP-3 .6939/.4238 against
-.6941/.4213 without, NeuMF-pre .7123/.4394 against .7157/.4401 (HR@10
-p=0.128, NDCG@10 p=0.540): no lift either.
-  ... --name=ncf_ml1m_mlp_l2_grid --roles=test --roles=valid \
-      --significance=none \
-      --only='^(MLP-3-factors=64,row-adam,batch=128,lr=0.001(,l2=.*)?|NeuMF-pre-factors=64,row-adam,tuned(,mlp-l2=.*)?)-seed0$'
-  ... --name=ncf_ml1m_mlp_l2 --roles=test --roles=valid \
-      --baseline='NeuMF-pre-factors=64,row-adam,tuned' \
-      --only='^((GMF|MLP-3)-factors=64,row-adam,batch=128,lr=0.001|MLP-3-factors=64,row-adam,batch=128,lr=0.001,l2=0.001|NeuMF-pre-factors=64,row-adam,tuned(,mlp-l2=0.001)?)-seed[012]$'
-
-The other factors have the TUNED cells too, and NeuMF-pre from them
-('<F>,row-adam,batch=128,lr=0.001' and '<F>,row-adam,tuned' rows, 3
-seeds, alone on the EPYC).  The 64-factor choice does not carry over:
-every row is worse than its batch-256 row or level with it.  16 factors
-(results/ncf_ml1m_tuned16.md; 1, 3-4 and 0.75 min a run): GMF .6794/.4015
-(batch 256: .6898/.4095), MLP-3 .6685/.3986 (.6754/.4018), NeuMF-pre
-.6886/.4128 (.6945/.4165).  32 factors (results/ncf_ml1m_tuned32.md;
-1.5, 7 and 1.5 min): GMF .6998/.4230 (.7010/.4249), MLP-3 .6869/.4148
-(.6882/.4147), NeuMF-pre .7069/.4325 (.7103/.4330).  8 factors
-(results/ncf_ml1m_tuned8.md; 1, 1.5-2, 2-2.5 and 0.5 min): GMF
-.6270/.3624 (.6340/.3652), MLP-3 .6525/.3800 (.6574/.3855), NeuMF
-.6713/.3987 (.6756/.4027), NeuMF-pre .6592/.3846 (.6658/.3895).
-  ... --name=ncf_ml1m_tuned16 --roles=test --roles=valid \
-      --significance=none \
-      --only='^((GMF|MLP-3)-factors=16,row-adam,batch=128,lr=0.001|NeuMF-pre-factors=16,row-adam,tuned)-seed[012]$'
-  ... --name=ncf_ml1m_tuned32 (the same with 32), ncf_ml1m_tuned8 (with 8,
-      and '(GMF|MLP-3|NeuMF)')
+Besides the plain rows, get_sweep holds one family of variant rows per
+question asked of the gap to the paper.  Each family's table is in
+results/ncf_ml1m_<file>.md, with its command in the header and its reading
+at the end; results/ncf_ml1m_all.md (scripts/summarise_ncf.py) gathers
+every row.  Variant tag: question (files):
+  factors=<F>: the paper's set-up (ncf_ml1m, factors32, factors64)
+  <F>,code-embed: the released code's MLP widths (code_embed)
+  <F>,sgd-lr=5e-3: a larger fine-tuning rate (sgd_lr)
+  <F>,adam-finetune[,lr=1e-4]: Adam fine-tuning, as the authors' README
+      runs it (adam_finetune)
+  <F>,epochs=60: a longer budget (epochs60)
+  <F>,refit: retrain on train + validation (refit)
+  <F>,row-adam[,blas]: the fast CPU path, to check it changes nothing
+      (row_adam, row_adam_blas)
+  <F>,test-trace and <F>,select-on-test: the released code's leaky reading
+      of test (test_trace, select_on_test)
+  <F>,row-adam,batch=<B>,lr=<L>: the paper's tuning grid, whole at
+      GRID_FACTORS (grid64, grid8), its TUNED cell elsewhere (tuned<F>)
+  <F>,row-adam,tuned: NeuMF-pre from the tuned halves (tuned<F>)
+  64,...,l2=<x> and 64,row-adam,tuned,{gmf,mlp}-l2=<x>: embedding L2 on
+      the halves (gmf_l2_grid, gmf_l2, mlp_l2_grid, mlp_l2)
+None of them brings NeuMF-pre-64 to the paper's .730/.447: the best row
+is .7157/.4401 (tuned, results/ncf_ml1m_gmf_l2.md), and even the leaky
+select-on-test reading gives .7166/.4364.
 
 Paper, HR@10 / NDCG@10 (factors 8, 16, 32, 64):
   NeuMF with pre-training:    .684/.403 .707/.426 .726/.445 .730/.447
@@ -199,6 +58,7 @@ LONG_EPOCHS = 60              # the '<F>,epochs=60' rows' cap
 SEEDS = (0, 1, 2)
 GRID_BATCHES = (128, 256, 512, 1024)  # the paper's tuning grid (§4.1)
 GRID_RATES = (1e-4, 5e-4, 1e-3, 5e-3)
+GRID_FACTORS = (8, 64)        # where the sweep holds the whole grid
 # (batch, lr) of the best validation NDCG@10 over the grid cells run at 64
 # factors, seed 0 (results/ncf_ml1m_grid64.md).
 TUNED = {"GMF": (128, 1e-3), "MLP-3": (128, 1e-3), "NeuMF": (128, 1e-3)}
@@ -446,13 +306,15 @@ def get_sweep():
                  "eval.select": "ncf-sampled-99/HR@10"}
       runs += _trio(leak, seed, factors, on_test)
       # The paper tuned batch and learning rate per model over GRID_*;
-      # here at 64 factors, read on validation (sweep --roles=valid).
+      # here at GRID_FACTORS, read on validation (sweep --roles=valid).
       # At the other factors, the TUNED cells alone, and NeuMF-pre from them.
-      if factors == 64:
-        runs += _grid(seed, factors) + _l2_grid(seed, factors)
+      if factors in GRID_FACTORS:
+        runs += _grid(seed, factors)
       else:
         runs += [_fast(model, _grid_variant(factors, *TUNED[model]), seed,
                        factors, *TUNED[model])
                  for model in ("GMF", "MLP-3", "NeuMF")]
+      if factors == 64:
+        runs += _l2_grid(seed, factors)
       runs += _tuned(seed, factors)
   return runs
