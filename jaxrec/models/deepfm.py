@@ -55,11 +55,15 @@ class DNN(nn.Module):
 
 
 class _Deep(nn.Module):
-  """Shared pieces: the embedding table and the per-field MLP input."""
+  """Shared pieces: the embedding table, the per-field MLP input and the
+  deep part."""
 
   n_features: int
   slot_fields: Sequence[int]
-  dim: int
+  dim: int = 10
+  hidden: Sequence[int] = (400, 400, 400)
+  dropout: float = 0.0
+  batch_norm: bool = False
 
   def embed(self, ids, values):
     """(B, S) -> embeddings (B, S, D) and the MLP input (B, F * D)."""
@@ -70,37 +74,28 @@ class _Deep(nn.Module):
                         field_matrix(self.slot_fields, n_fields))
     return v, fields.reshape(ids.shape[0], n_fields * self.dim)
 
+  def deep(self, deep_in, train):
+    """(B, F * D) -> the deep part's logit (B,)."""
+    return DNN(self.hidden, self.dropout, self.batch_norm, name="dnn")(
+        deep_in, train)
+
 
 class DeepFM(_Deep):
   """FM logit + MLP logit over shared embeddings."""
-
-  dim: int = 10
-  hidden: Sequence[int] = (400, 400, 400)
-  dropout: float = 0.0
-  batch_norm: bool = False
 
   @nn.compact
   def __call__(self, ids, values, train: bool = False):
     v, deep_in = self.embed(ids, values)
     fm = (Linear(self.n_features, name="linear")(ids, values)
           + fm_pairwise_batch(v, values))
-    deep = DNN(self.hidden, self.dropout, self.batch_norm, name="dnn")(
-        deep_in, train)
-    return fm + deep
+    return fm + self.deep(deep_in, train)
 
 
 class WideDeep(_Deep):
   """Linear (wide) logit + MLP (deep) logit."""
 
-  dim: int = 10
-  hidden: Sequence[int] = (400, 400, 400)
-  dropout: float = 0.0
-  batch_norm: bool = False
-
   @nn.compact
   def __call__(self, ids, values, train: bool = False):
     _, deep_in = self.embed(ids, values)
     wide = Linear(self.n_features, name="linear")(ids, values)
-    deep = DNN(self.hidden, self.dropout, self.batch_norm, name="dnn")(
-        deep_in, train)
-    return wide + deep
+    return wide + self.deep(deep_in, train)
