@@ -54,6 +54,9 @@ def test_collect_keeps_each_files_own_factors_in_order(tmp_path):
                _row("NeuMF-pre", 64, 0.5, suffix=",row-adam,tuned")],  # not this
            "ncf_ml1m_tuned8": [
                _row("NeuMF", 8, 0.67, suffix=",row-adam,batch=128,lr=0.001")],
+           "ncf_ml1m_grid8_tuned": [
+               _row("NeuMF-pre", 8, 0.66, suffix=",row-adam,grid8-tuned"),
+               _row("NeuMF", 8, 0.5, suffix=",row-adam,tuned")],  # not this
            "ncf_ml1m_tuned16": [
                _row("NeuMF-pre", 16, 0.69, suffix=",row-adam,tuned"),
                _row("MLP-3", 16, 0.5, suffix=",row-adam,batch=256,lr=0.001")],
@@ -71,6 +74,7 @@ def test_collect_keeps_each_files_own_factors_in_order(tmp_path):
       ("NeuMF", "factors=8,row-adam,batch=128,lr=0.001"),
       ("NeuMF", "factors=16"),
       ("NeuMF-pre", "factors=8,adam-finetune"),
+      ("NeuMF-pre", "factors=8,row-adam,grid8-tuned"),
       ("NeuMF-pre", "factors=16,adam-finetune"),
       ("NeuMF-pre", "factors=16,row-adam,tuned"),
       ("NeuMF-pre", "factors=32,row-adam,tuned"),

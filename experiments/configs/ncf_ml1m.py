@@ -36,7 +36,8 @@ every row.  Variant tag: question (files):
       of test (test_trace, select_on_test)
   <F>,row-adam,batch=<B>,lr=<L>: the paper's tuning grid, whole at
       GRID_FACTORS (grid64, grid8), its TUNED cell elsewhere (tuned<F>)
-  <F>,row-adam,tuned: NeuMF-pre from the tuned halves (tuned<F>)
+  <F>,row-adam,tuned: NeuMF-pre from the TUNED halves (tuned<F>);
+      8,row-adam,grid8-tuned: from the TUNED8 halves (grid8_tuned)
   64,...,l2=<x> and 64,row-adam,tuned,{gmf,mlp}-l2=<x>: embedding L2 on
       the halves (gmf_l2_grid, gmf_l2, mlp_l2_grid, mlp_l2)
 None of them brings NeuMF-pre-64 to the paper's .730/.447: the best row
@@ -62,6 +63,9 @@ GRID_FACTORS = (8, 64)        # where the sweep holds the whole grid
 # (batch, lr) of the best validation NDCG@10 over the grid cells run at 64
 # factors, seed 0 (results/ncf_ml1m_grid64.md).
 TUNED = {"GMF": (128, 1e-3), "MLP-3": (128, 1e-3), "NeuMF": (128, 1e-3)}
+# The same over the grid at 8 factors (results/ncf_ml1m_grid8.md); NeuMF-pre
+# fine-tunes those GMF and MLP-3 runs in the '8,row-adam,grid8-tuned' rows.
+TUNED8 = {"GMF": (1024, 1e-3), "MLP-3": (256, 1e-3), "NeuMF": (256, 5e-4)}
 # Per-example embedding L2 (train.l2) tried on GMF at TUNED, 64 factors.
 L2_GRID = (1e-6, 1e-5, 1e-4, 1e-3)
 L2_LONG = (1e-3, 1e-2)        # still rising at the 20-epoch cap with 1e-3
@@ -317,4 +321,8 @@ def get_sweep():
       if factors == 64:
         runs += _l2_grid(seed, factors)
       runs += _tuned(seed, factors)
+      if factors == 8:
+        runs += _tuned(seed, factors, "grid8-tuned",
+                       _grid_variant(factors, *TUNED8["GMF"]),
+                       _grid_variant(factors, *TUNED8["MLP-3"]))
   return runs
