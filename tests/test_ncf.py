@@ -3,12 +3,14 @@
 import os
 from pathlib import Path
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from jaxrec.models import ncf
+from jaxrec.models.layers import Tower
 from jaxrec.train import setup
 
 
@@ -34,6 +36,52 @@ def test_tower_follows_the_paper():
     prefix = "mlp_" if cls is ncf.NeuMF else ""
     assert code[prefix + "user_embed"]["embedding"].shape == (6, 32)
     assert code["tower"]["dense_0"]["kernel"].shape == (64, 32)
+
+
+@pytest.mark.parametrize("cls", [ncf.MLP, ncf.NeuMF])
+def test_dense_init_sets_the_towers_kernel_scale_only(cls):
+  # LeCun-normal: std sqrt(1 / fan_in); Glorot-uniform (the authors' Keras
+  # default): std sqrt(2 / (fan_in + fan_out)).  Embeddings and the output
+  # layer keep their own initialisers.
+  model = lambda init: cls(n_users=50, n_items=40, factors=64,
+                           dense_init=init)
+  lecun, glorot = _params(model("lecun_normal")), _params(model(
+      "glorot_uniform"))
+  for i, (fan_in, fan_out) in enumerate([(256, 256), (256, 128),
+                                         (128, 64)]):
+    k_lecun = lecun["tower"][f"dense_{i}"]["kernel"]
+    k_glorot = glorot["tower"][f"dense_{i}"]["kernel"]
+    assert k_glorot.shape == (fan_in, fan_out)
+    np.testing.assert_allclose(k_lecun.std(), (1 / fan_in) ** 0.5, rtol=0.05)
+    np.testing.assert_allclose(k_glorot.std(),
+                               (2 / (fan_in + fan_out)) ** 0.5, rtol=0.05)
+    assert np.abs(k_glorot).max() <= (6 / (fan_in + fan_out)) ** 0.5
+  for name in lecun:
+    if name != "tower":
+      jax.tree.map(np.testing.assert_array_equal, lecun[name], glorot[name])
+
+
+class _PlainTower(nn.Module):
+  """Tower's layers with nn.Dense's own default initialisers."""
+
+  def setup(self):
+    self.dense = [nn.Dense(8), nn.Dense(4)]
+
+  def __call__(self, x):
+    return self.dense[1](nn.relu(self.dense[0](x)))
+
+
+def test_default_dense_init_is_flax_dense_default():
+  # The option must not move the plain rows: by default the tower draws
+  # the same parameters as layers built with nn.Dense's default.
+  x = jnp.ones((2, 16))
+  ours = Tower((8, 4)).init(jax.random.key(3), x)["params"]
+  plain = _PlainTower().init(jax.random.key(3), x)["params"]
+  jax.tree.map(np.testing.assert_array_equal, ours, plain)
+  glorot = Tower((8, 4), kernel_init="glorot_uniform").init(
+      jax.random.key(3), x)["params"]
+  assert not np.array_equal(glorot["dense_0"]["kernel"],
+                            plain["dense_0"]["kernel"])
 
 
 @pytest.mark.parametrize("cls", [ncf.GMF, ncf.MLP, ncf.NeuMF])

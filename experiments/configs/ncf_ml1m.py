@@ -38,6 +38,8 @@ every row.  Variant tag: question (files):
       GRID_FACTORS (grid64, grid8), its TUNED cell elsewhere (tuned<F>)
   <F>,row-adam,tuned: NeuMF-pre from the TUNED halves (tuned<F>);
       8,row-adam,grid8-tuned: from the TUNED8 halves (grid8_tuned)
+  8,row-adam,...,glorot: the authors' Keras initialiser for the tower's
+      kernels (glorot8)
   64,...,l2=<x> and 64,row-adam,tuned,{gmf,mlp}-l2=<x>: embedding L2 on
       the halves (gmf_l2_grid, gmf_l2, mlp_l2_grid, mlp_l2)
 None of them brings NeuMF-pre-64 to the paper's .730/.447: the best row
@@ -96,6 +98,7 @@ def get_config():
   c.model = ConfigDict({"name": "neumf", "factors": 8, "layers": 3,
                         "embed_dim": 0,  # 0: the paper's F * 2^(L-1) / 2
                         "matmul": "xla",  # or 'blas': MKL (pip '.[mkl]')
+                        "dense_init": "lecun_normal",  # the tower's kernels
                         "pretrained": {"gmf": "", "mlp": "", "alpha": 0.5}})
   c.optim.name = "adam"
   c.optim.learning_rate = 0.001
@@ -227,6 +230,18 @@ def _tuned(seed, factors, tag="tuned", gmf_variant=None, mlp_variant=None):
                    workdir("MLP-3", mlp_variant))})]
 
 
+def _glorot(seed, factors, cells):
+  """MLP-3 and NeuMF at their `cells` (batch, lr) with the tower's kernels
+  drawn Glorot-uniform, as the authors' Keras code drew them; NeuMF-pre
+  fine-tunes that MLP-3 with the GMF of its cell."""
+  init = {"model.dense_init": "glorot_uniform"}
+  tag = lambda model: _grid_variant(factors, *cells[model]) + ",glorot"
+  return [_fast(model, tag(model), seed, factors, *cells[model], init)
+          for model in ("MLP-3", "NeuMF")] + _tuned(
+              seed, factors, "grid8-tuned,glorot",
+              _grid_variant(factors, *cells["GMF"]), tag("MLP-3"))
+
+
 def get_sweep():
   runs = []
   for factors in FACTORS:
@@ -325,4 +340,5 @@ def get_sweep():
         runs += _tuned(seed, factors, "grid8-tuned",
                        _grid_variant(factors, *TUNED8["GMF"]),
                        _grid_variant(factors, *TUNED8["MLP-3"]))
+        runs += _glorot(seed, factors, TUNED8)
   return runs

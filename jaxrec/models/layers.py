@@ -26,16 +26,21 @@ class Tower(nn.Module):
     dropout: rate after each hidden layer (0 = none).
     matmul: what makes the layers' products: 'xla' (lax.dot_general) or
       'blas' (Intel MKL's sgemm, jaxrec.models.matmul.blas_dot_general).
+    kernel_init: the name of a jax.nn.initializers factory for the
+      kernels: 'lecun_normal' (Flax's default) or e.g. 'glorot_uniform'
+      (Keras's default, which the NCF authors' code used).
   """
 
   widths: Sequence[int]
   dropout: float = 0.0
   matmul: str = "xla"
+  kernel_init: str = "lecun_normal"
 
   def setup(self):
     dot = matmul.dense_dot_general(self.matmul)
-    self.dense = [nn.Dense(w, dot_general=dot)          # dense_0, dense_1, ...
-                  for w in self.widths]
+    init = getattr(jax.nn.initializers, self.kernel_init)()
+    self.dense = [nn.Dense(w, dot_general=dot, kernel_init=init)
+                  for w in self.widths]                # dense_0, dense_1, ...
     self.drop = Dropout(self.dropout)
 
   def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:

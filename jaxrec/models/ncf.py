@@ -20,7 +20,9 @@ regularisation the authors' README says GMF and MLP may need at large
 predictive factors before pre-training NeuMF.
 Deviations: MLP-0 (no hidden layer) uses embeddings F wide so that its
 output layer sees 2F inputs; initialisers are Flax's (normal(0.01) for
-embeddings as in the paper, LeCun-normal for dense layers).
+embeddings as in the paper, LeCun-normal for dense layers).  `dense_init`
+names the tower's kernel initialiser instead: 'glorot_uniform' is the one
+the authors' Keras code used (Keras's default).
 
 Legend: B = batch, N = candidates, F = predictive factors.
 """
@@ -87,13 +89,14 @@ class MLP(nn.Module):
   layers: int = 3
   embed_dim: int = 0        # MLP embedding width; 0 = mlp_embed_dim(F, L)
   matmul: str = "xla"       # the tower's products: 'xla' or 'blas'
+  dense_init: str = "lecun_normal"  # the tower's kernels (Tower.kernel_init)
 
   def setup(self):
     dim = self.embed_dim or mlp_embed_dim(self.factors, self.layers)
     self.user_embed = _embed(self.n_users, dim)
     self.item_embed = _embed(self.n_items, dim)
     self.tower = Tower(tower_widths(self.factors, self.layers),
-                       matmul=self.matmul)
+                       matmul=self.matmul, kernel_init=self.dense_init)
     self.out = nn.Dense(1)
 
   def __call__(self, users, items, train: bool = False):
@@ -132,6 +135,7 @@ class NeuMF(nn.Module):
   layers: int = 3
   embed_dim: int = 0        # MLP embedding width; 0 = mlp_embed_dim(F, L)
   matmul: str = "xla"       # the tower's products: 'xla' or 'blas'
+  dense_init: str = "lecun_normal"  # the tower's kernels (Tower.kernel_init)
 
   def setup(self):
     dim = self.embed_dim or mlp_embed_dim(self.factors, self.layers)
@@ -140,7 +144,7 @@ class NeuMF(nn.Module):
     self.mlp_user_embed = _embed(self.n_users, dim)
     self.mlp_item_embed = _embed(self.n_items, dim)
     self.tower = Tower(tower_widths(self.factors, self.layers),
-                       matmul=self.matmul)
+                       matmul=self.matmul, kernel_init=self.dense_init)
     self.out = nn.Dense(1)
 
   def __call__(self, users, items, train: bool = False):
