@@ -36,12 +36,13 @@ from jaxrec.train import row_sparse, setup, tasks  # noqa: E402
 N_USERS, N_ITEMS, LAYERS = 6040, 3706, 3
 
 
-def _jax_model(name, factors, matmul="xla"):
-  """The named model; `matmul` picks its tower's products (GMF has none)."""
+def _jax_model(name, factors, **tower):
+  """The named model; `tower` (matmul=, tower_dtype=) sets up its tower
+  (GMF has none)."""
   kw = dict(n_users=N_USERS, n_items=N_ITEMS, factors=factors)
   return {"GMF": lambda: ncf.GMF(**kw),
-          "MLP-3": lambda: ncf.MLP(layers=LAYERS, matmul=matmul, **kw),
-          "NeuMF": lambda: ncf.NeuMF(layers=LAYERS, matmul=matmul, **kw)
+          "MLP-3": lambda: ncf.MLP(layers=LAYERS, **tower, **kw),
+          "NeuMF": lambda: ncf.NeuMF(layers=LAYERS, **tower, **kw)
           }[name]()
 
 
@@ -51,13 +52,14 @@ def _batches(rng, steps, batch):
           "label": rng.integers(0, 2, (steps, batch)).astype(np.float32)}
 
 
-def _placed(name, factors, batch, opt=None, tables="dense", matmul="xla"):
+def _placed(name, factors, batch, opt=None, tables="dense", **tower):
   """(launcher, state on its device): the 'single' launcher's BCE step of
   the named model, optax.adam(1e-3) unless `opt`; tables='row_adam' makes
   Adam's step by jaxrec.kernels.row_adam (train.row_sparse), as
   `--config.optim.tables=row_adam` does; matmul='blas' makes the tower's
-  products by MKL's sgemm, as `--config.model.matmul=blas` does."""
-  model = _jax_model(name, factors, matmul)
+  products by MKL's sgemm, as `--config.model.matmul=blas` does (and
+  tower_dtype= as model.tower_dtype)."""
+  model = _jax_model(name, factors, **tower)
   state = setup.create_state(model, opt or optax.adam(1e-3),
                              jax.random.key(0))
   step = (row_sparse.make_train_step(model, tasks.pointwise_loss, 1e-3)
@@ -68,10 +70,10 @@ def _placed(name, factors, batch, opt=None, tables="dense", matmul="xla"):
 
 
 def jax_runner(name, factors, batch, steps_per_call, opt=None,
-               tables="dense", matmul="xla"):
+               tables="dense", **tower):
   """(run, examples per call): `steps_per_call` jitted steps per dispatch,
-  compiled; `opt`, `tables` and `matmul` as in _placed."""
-  launcher, state = _placed(name, factors, batch, opt, tables, matmul)
+  compiled; `opt`, `tables` and `tower` as in _placed."""
+  launcher, state = _placed(name, factors, batch, opt, tables, **tower)
   box = {"s": state}
   placed = launcher.put_batches(_batches(np.random.default_rng(0),
                                          steps_per_call, batch))
@@ -84,8 +86,9 @@ def jax_runner(name, factors, batch, steps_per_call, opt=None,
   return run, steps_per_call * batch
 
 
-def torch_runner(name, factors, batch, steps):
-  """(run, examples per call): eager PyTorch, warmed up."""
+def torch_runner(name, factors, batch, steps, autocast=False):
+  """(run, examples per call): eager PyTorch, warmed up; `autocast` runs
+  the forward pass under torch.autocast('cpu', bfloat16)."""
   import torch
   from torch import nn
   torch.manual_seed(0)
@@ -131,7 +134,9 @@ def torch_runner(name, factors, batch, steps):
   def run():
     for u, i, y in tensors:
       opt.zero_grad(set_to_none=True)
-      loss = loss_fn(model(u, i), y)
+      with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        logits = model(u, i)
+      loss = loss_fn(logits.float(), y)
       loss.backward()
       opt.step()
 

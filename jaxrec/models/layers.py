@@ -29,17 +29,25 @@ class Tower(nn.Module):
     kernel_init: the name of a jax.nn.initializers factory for the
       kernels: 'lecun_normal' (Flax's default) or e.g. 'glorot_uniform'
       (Keras's default, which the NCF authors' code used).
+    dtype: the layers' computation dtype, e.g. 'bfloat16' (mixed
+      precision: inputs and kernels cast to it, parameters and their
+      gradients stay float32); None keeps the inputs' dtype.
   """
 
   widths: Sequence[int]
   dropout: float = 0.0
   matmul: str = "xla"
   kernel_init: str = "lecun_normal"
+  dtype: str | None = None
 
   def setup(self):
+    if self.dtype not in (None, "float32") and self.matmul != "xla":
+      raise ValueError(f"Tower dtype {self.dtype!r} needs matmul='xla' "
+                       f"(matmul={self.matmul!r} is float32 only)")
     dot = matmul.dense_dot_general(self.matmul)
     init = getattr(jax.nn.initializers, self.kernel_init)()
-    self.dense = [nn.Dense(w, dot_general=dot, kernel_init=init)
+    self.dense = [nn.Dense(w, dot_general=dot, kernel_init=init,
+                           dtype=self.dtype)
                   for w in self.widths]                # dense_0, dense_1, ...
     self.drop = Dropout(self.dropout)
 

@@ -22,7 +22,9 @@ Deviations: MLP-0 (no hidden layer) uses embeddings F wide so that its
 output layer sees 2F inputs; initialisers are Flax's (normal(0.01) for
 embeddings as in the paper, LeCun-normal for dense layers).  `dense_init`
 names the tower's kernel initialiser instead: 'glorot_uniform' is the one
-the authors' Keras code used (Keras's default).
+the authors' Keras code used (Keras's default).  `tower_dtype='bfloat16'`
+runs the tower in mixed precision (float32 parameters, bfloat16 products);
+the output layer stays float32 (its inputs are promoted).
 
 Legend: B = batch, N = candidates, F = predictive factors.
 """
@@ -90,13 +92,15 @@ class MLP(nn.Module):
   embed_dim: int = 0        # MLP embedding width; 0 = mlp_embed_dim(F, L)
   matmul: str = "xla"       # the tower's products: 'xla' or 'blas'
   dense_init: str = "lecun_normal"  # the tower's kernels (Tower.kernel_init)
+  tower_dtype: str = "float32"     # e.g. 'bfloat16' (Tower.dtype)
 
   def setup(self):
     dim = self.embed_dim or mlp_embed_dim(self.factors, self.layers)
     self.user_embed = _embed(self.n_users, dim)
     self.item_embed = _embed(self.n_items, dim)
     self.tower = Tower(tower_widths(self.factors, self.layers),
-                       matmul=self.matmul, kernel_init=self.dense_init)
+                       matmul=self.matmul, kernel_init=self.dense_init,
+                       dtype=self.tower_dtype)
     self.out = nn.Dense(1)
 
   def __call__(self, users, items, train: bool = False):
@@ -136,6 +140,7 @@ class NeuMF(nn.Module):
   embed_dim: int = 0        # MLP embedding width; 0 = mlp_embed_dim(F, L)
   matmul: str = "xla"       # the tower's products: 'xla' or 'blas'
   dense_init: str = "lecun_normal"  # the tower's kernels (Tower.kernel_init)
+  tower_dtype: str = "float32"     # e.g. 'bfloat16' (Tower.dtype)
 
   def setup(self):
     dim = self.embed_dim or mlp_embed_dim(self.factors, self.layers)
@@ -144,7 +149,8 @@ class NeuMF(nn.Module):
     self.mlp_user_embed = _embed(self.n_users, dim)
     self.mlp_item_embed = _embed(self.n_items, dim)
     self.tower = Tower(tower_widths(self.factors, self.layers),
-                       matmul=self.matmul, kernel_init=self.dense_init)
+                       matmul=self.matmul, kernel_init=self.dense_init,
+                       dtype=self.tower_dtype)
     self.out = nn.Dense(1)
 
   def __call__(self, users, items, train: bool = False):
