@@ -31,7 +31,8 @@ every row.  Variant tag: question (files):
   <F>,epochs=60: a longer budget (epochs60)
   <F>,refit: retrain on train + validation (refit)
   <F>,row-adam[,blas]: the fast CPU path, to check it changes nothing
-      (row_adam, row_adam_blas)
+      (row_adam, row_adam_blas); <F>,row-adam,blas,code-embed: the
+      released code's MLP widths on it (code_embed32)
   <F>,test-trace and <F>,select-on-test: the released code's leaky reading
       of test (test_trace, select_on_test)
   <F>,row-adam,batch=<B>,lr=<L>: the paper's tuning grid, whole at
@@ -316,6 +317,17 @@ def get_sweep():
       runs += [_run("MLP-3", fast, seed, factors,
                     {**_mlp(factors, matmul="blas"), **kernel}),
                _neumf(fast, seed, factors, blas)]
+      # The released code's MLP widths on that path, and NeuMF-pre from
+      # them with the row-adam GMF ('code-embed' above is the plain path,
+      # too slow at 32 and 64 factors on a 2-core CPU).
+      code_fast = f"{fast},code-embed"
+      runs += [_run("MLP-3", code_fast, seed, factors, {
+                   **_mlp(factors, matmul="blas", embed_dim=factors * 4),
+                   **kernel}),
+               _run("NeuMF-pre", code_fast, seed, factors, {
+                   "optim.tables": "row_sgd", **embed, **_pretrained(
+                       factors, _workdir("GMF", rows, seed),
+                       _workdir("MLP-3", code_fast, seed))})]
       # The released code's whole reading (eval.select_role='test', leaky):
       # GMF, MLP-3 and NeuMF-pre each keep their epoch of best test HR@10,
       # and NeuMF-pre starts from the GMF and MLP-3 so chosen, as the
