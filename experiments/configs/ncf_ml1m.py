@@ -100,6 +100,7 @@ def get_config():
                         "embed_dim": 0,  # 0: the paper's F * 2^(L-1) / 2
                         "matmul": "xla",  # or 'blas': MKL (pip '.[mkl]')
                         "dense_init": "lecun_normal",  # the tower's kernels
+                        "tower_dtype": "float32",  # or 'bfloat16'
                         "pretrained": {"gmf": "", "mlp": "", "alpha": 0.5}})
   c.optim.name = "adam"
   c.optim.learning_rate = 0.001
