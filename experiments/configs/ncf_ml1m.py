@@ -233,14 +233,14 @@ def _tuned(seed, factors, tag="tuned", gmf_variant=None, mlp_variant=None):
 
 
 def _glorot(seed, factors, cells):
-  """MLP-3 and NeuMF at their `cells` (batch, lr) with the tower's kernels
-  drawn Glorot-uniform, as the authors' Keras code drew them; NeuMF-pre
-  fine-tunes that MLP-3 with the GMF of its cell."""
+  """MLP-3 and NeuMF at their `cells` (batch, lr: a grid's choices) with
+  the tower's kernels drawn Glorot-uniform, as the authors' Keras code drew
+  them; NeuMF-pre fine-tunes that MLP-3 with the GMF of its cell."""
   init = {"model.dense_init": "glorot_uniform"}
   tag = lambda model: _grid_variant(factors, *cells[model]) + ",glorot"
   return [_fast(model, tag(model), seed, factors, *cells[model], init)
           for model in ("MLP-3", "NeuMF")] + _tuned(
-              seed, factors, "grid8-tuned,glorot",
+              seed, factors, f"grid{factors}-tuned,glorot",
               _grid_variant(factors, *cells["GMF"]), tag("MLP-3"))
 
 
