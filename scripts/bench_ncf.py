@@ -20,6 +20,7 @@ Writes results/bench_ncf.*.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 
@@ -131,12 +132,15 @@ def torch_runner(name, factors, batch, steps, autocast=False):
               torch.from_numpy(data["item"][s]).long(),
               torch.from_numpy(data["label"][s])) for s in range(steps)]
 
+  cast = ((lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if autocast
+          else contextlib.nullcontext)   # float32: the step as it was
+
   def run():
     for u, i, y in tensors:
       opt.zero_grad(set_to_none=True)
-      with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+      with cast():
         logits = model(u, i)
-      loss = loss_fn(logits.float(), y)
+      loss = loss_fn(logits.float() if autocast else logits, y)
       loss.backward()
       opt.step()
 
