@@ -20,8 +20,11 @@ spec.loader.exec_module(seq_steps)
 
 
 def test_jax_step_runs_without_importing_torch():
+  # A one-block model without the attention's blocking compiles in a third
+  # of the production model's time; what is tested is the import.
   code = ("import sys; sys.path.insert(0, 'scripts'); import seq_steps; "
-          "run, n, params = seq_steps.jax_runner('SASRec', 8, 1); run(); "
+          "run, n, params = seq_steps.jax_runner('SASRec', 8, 1, "
+          "num_blocks=1, causal_block=0, row_groups=1); run(); "
           "assert n == 8 and params > 0; "
           "assert 'torch' not in sys.modules, 'seq_steps imported torch'")
   done = subprocess.run([sys.executable, "-c", code], cwd=ROOT,
