@@ -83,6 +83,8 @@ def test_default_dense_init_is_flax_dense_default():
       jax.random.key(3), x)["params"]
   assert not np.array_equal(glorot["dense_0"]["kernel"],
                             plain["dense_0"]["kernel"])
+  with pytest.raises(ValueError, match="'glorot' is not a"):
+    Tower((8, 4), kernel_init="glorot").init(jax.random.key(3), x)
 
 
 @pytest.mark.parametrize("cls", [ncf.MLP, ncf.NeuMF])

@@ -45,7 +45,12 @@ class Tower(nn.Module):
       raise ValueError(f"Tower dtype {self.dtype!r} needs matmul='xla' "
                        f"(matmul={self.matmul!r} is float32 only)")
     dot = matmul.dense_dot_general(self.matmul)
-    init = getattr(jax.nn.initializers, self.kernel_init)()
+    factory = getattr(jax.nn.initializers, self.kernel_init, None)
+    if not callable(factory):
+      raise ValueError(f"Tower kernel_init {self.kernel_init!r} is not a "
+                       "jax.nn.initializers factory (e.g. 'lecun_normal', "
+                       "'glorot_uniform')")
+    init = factory()
     self.dense = [nn.Dense(w, dot_general=dot, kernel_init=init,
                            dtype=self.dtype)
                   for w in self.widths]                # dense_0, dense_1, ...
