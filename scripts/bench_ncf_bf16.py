@@ -7,9 +7,13 @@ MLP-3 and NeuMF at 64 predictive factors, batch 256 (the paper's) and
 4096, with bench_ncf's fastest XLA set-up (optim.tables='row_adam'): the
 tower in float32 against the same tower in mixed precision
 (model.tower_dtype='bfloat16': float32 parameters, bfloat16 products).
+Where MKL is installed, the float32 tower with its products by MKL:
+model.matmul='blas' (sgemm) and 'blas_bf16' (inputs rounded to bfloat16
+inside the kernel, cblas_gemm_bf16bf16f32 with float32 accumulation, on
+AMX tiles where the CPU has them; every array stays float32).
 Beside them, eager PyTorch in float32 and under torch.autocast(bfloat16),
-so that each precision has its own ratio.  The four take turns over
-rounds (timing.interleaved_rates); a figure is the median over rounds.
+so that each precision has its own ratio.  All take turns over rounds
+(timing.interleaved_rates); a figure is the median over rounds.
 Writes results/bench_ncf_bf16.*.
 """
 
@@ -27,6 +31,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
 
 import bench_ncf  # noqa: E402
 from jaxrec import results, timing, xla_flags  # noqa: E402
+from jaxrec.kernels import blas  # noqa: E402
 
 SHAPES = ((256, 256), (4096, 32))     # (batch, steps per dispatch)
 
@@ -35,11 +40,26 @@ def contenders(name, batch, steps):
   run = lambda **kw: bench_ncf.jax_runner(name, 64, batch, steps,
                                           tables="row_adam", **kw)
   torch_steps = min(steps, 64)
-  return {"jax_f32": run(),
-          "jax_bf16": run(tower_dtype="bfloat16"),
+  runners = {"jax_f32": run(),
+             "jax_bf16": run(tower_dtype="bfloat16")}
+  if blas.available():
+    runners.update({"jax_blas_f32": run(matmul="blas"),
+                    "jax_blas_bf16": run(matmul="blas_bf16")})
+  return {**runners,
           "torch_f32": bench_ncf.torch_runner(name, 64, batch, torch_steps),
           "torch_bf16": bench_ncf.torch_runner(name, 64, batch, torch_steps,
                                                autocast=True)}
+
+
+# (metric, numerator, denominator): paired ratios, where both ran.
+RATIOS = (("bf16_speedup_jax", "jax_bf16", "jax_f32"),
+          ("bf16_speedup_torch", "torch_bf16", "torch_f32"),
+          ("f32_ratio_vs_torch", "jax_f32", "torch_f32"),
+          ("bf16_ratio_vs_torch_bf16", "jax_bf16", "torch_bf16"),
+          ("blas_bf16_speedup", "jax_blas_bf16", "jax_blas_f32"),
+          ("blas_f32_ratio_vs_torch", "jax_blas_f32", "torch_f32"),
+          ("blas_bf16_ratio_vs_torch_bf16", "jax_blas_bf16", "torch_bf16"),
+          ("blas_bf16_ratio_vs_torch_f32", "jax_blas_bf16", "torch_f32"))
 
 
 def main():
@@ -57,11 +77,8 @@ def main():
       med = {k: float(np.median(v)) for k, v in rates.items()}
       ratio = lambda a, b: float(np.median(np.divide(rates[a], rates[b])))
       metrics = {f"{k}_examples_per_s": v for k, v in med.items()}
-      metrics.update({
-          "bf16_speedup_jax": ratio("jax_bf16", "jax_f32"),
-          "bf16_speedup_torch": ratio("torch_bf16", "torch_f32"),
-          "f32_ratio_vs_torch": ratio("jax_f32", "torch_f32"),
-          "bf16_ratio_vs_torch_bf16": ratio("jax_bf16", "torch_bf16")})
+      metrics.update({k: ratio(a, b) for k, a, b in RATIOS
+                      if a in rates and b in rates})
       rows.append({"model": name, "variant": f"factors=64,batch={batch}",
                    "dataset": "ml-1m shapes", "protocol": "train-step",
                    "metrics": {k: {"mean": v, "std": 0.0}
@@ -73,9 +90,12 @@ def main():
       "Adam 1e-3, BCE, 64 factors. jax_* = bench_ncf.jax_runner with "
       "optim.tables='row_adam' (256 steps per dispatch at batch 256, 32 at "
       "4096), the tower in float32 or model.tower_dtype='bfloat16'; "
+      "jax_blas_f32 / jax_blas_bf16 = the float32 tower with "
+      "model.matmul='blas' (MKL's sgemm) / 'blas_bf16' (MKL's "
+      "cblas_gemm_bf16bf16f32 on inputs rounded inside the kernel); "
       f"torch_* = eager PyTorch {torch.__version__}, "
       f"{torch.get_num_threads()} threads, float32 or its forward under "
-      "torch.autocast('cpu', bfloat16). The four take turns in "
+      "torch.autocast('cpu', bfloat16). All take turns in "
       f"{args.rounds} rounds of {args.repeats} timed calls; ratios are "
       "medians over rounds of each round's ratio. Examples/s (medians): "
       + "; ".join(notes) + f". {xla_flags.describe()}")

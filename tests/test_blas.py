@@ -52,13 +52,51 @@ def test_matmul_is_the_float64_product(m, k, n, transpose_a, transpose_b):
   np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
 
 
+def _bf16(x):
+  """x rounded to bfloat16 (to nearest even), as float64."""
+  return np.asarray(jnp.asarray(x).astype(jnp.bfloat16), np.float64)
+
+
+@pytest.mark.parametrize("m,k,n", [
+    (37, 53, 29),        # one core
+    (512, 256, 256),     # 2^26 FLOPs: split over the cores
+    (5, 0, 4),           # empty contraction: zeros
+])
+@pytest.mark.parametrize("transpose_a", [False, True])
+@pytest.mark.parametrize("transpose_b", [False, True])
+def test_bf16_matmul_is_the_product_of_the_rounded_inputs(
+    m, k, n, transpose_a, transpose_b):
+  """bf16=True: float32 in and out, the exact product of the inputs
+  rounded to bfloat16 as JAX rounds them, accumulated in float32."""
+  rng = np.random.default_rng(1)
+  a = rng.normal(size=(m, k)).astype(np.float32)
+  b = rng.normal(size=(k, n)).astype(np.float32)
+  got = kernels.matmul(jnp.asarray(a.T if transpose_a else a),
+                       jnp.asarray(b.T if transpose_b else b),
+                       transpose_a=transpose_a, transpose_b=transpose_b,
+                       bf16=True)
+  assert got.shape == (m, n) and got.dtype == jnp.float32
+  np.testing.assert_allclose(got, _bf16(a) @ _bf16(b), rtol=1e-5, atol=1e-4)
+  if k:   # and not the float32 product: the rounding happened
+    assert np.abs(got - a.astype(np.float64) @ b).max() > 1e-3
+
+
+def test_bf16_matmul_keeps_nan_and_inf():
+  a = np.ones((40, 40), np.float32)
+  a[3, 5], a[7, 1] = np.nan, np.inf
+  got = np.asarray(kernels.matmul(jnp.asarray(a), jnp.eye(40), bf16=True))
+  assert np.isnan(got[3, 5]) and got[7, 1] == np.inf
+  assert np.isfinite(np.delete(got, [3, 7], axis=0)).all()
+
+
 def test_the_kernel_refuses_shapes_that_disagree():
   call = jax.ffi.ffi_call("jaxrec_matmul",
                           jax.ShapeDtypeStruct((3, 3), jnp.float32))
   build.load("matmul")
   with pytest.raises(Exception, match=r"expected \(m, k\) x \(k, n\)"):
     jax.block_until_ready(call(jnp.ones((3, 4)), jnp.ones((5, 3)),
-                               transpose_a=False, transpose_b=False))
+                               transpose_a=False, transpose_b=False,
+                               bf16_products=False))
 
 
 @pytest.mark.parametrize("lhs_shape,rhs_shape,dims", [
@@ -79,6 +117,30 @@ def test_blas_dot_general_is_dot_general_values_and_gradients(
            for f in (lax.dot_general, matmul.blas_dot_general)]
   for want_g, got_g in zip(*grads):
     np.testing.assert_allclose(got_g, want_g, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("shape,use_kernel", [((300, 2, 40), True),
+                                               ((3, 2, 40), False)])
+def test_blas_bf16_dense_layer_is_the_product_of_rounded_inputs(
+    shape, use_kernel, monkeypatch):
+  """A 'blas_bf16' Dense layer, y = x w, forward and backward, whether the
+  kernel runs it or (below MIN_FLOPS) lax does: every product is of
+  bfloat16-rounded factors, in float32: y = r(x) r(w), dx = r(g) r(w)^T,
+  dw = r(x)^T r(g), with r rounding to bfloat16."""
+  monkeypatch.setattr(blas, "MIN_FLOPS", 1 << 20)
+  x, w = _rand(0, shape), _rand(1, (40, 24))
+  cot = _rand(2, shape[:2] + (24,))
+  f = jax.jit(jax.value_and_grad(lambda a, b: jnp.sum(
+      matmul.blas_bf16_dot_general(a, b, DENSE) * cot), argnums=(0, 1)))
+  assert _kernel_calls(f, x, w) == (3 if use_kernel else 0)
+  y, (dx, dw) = f(x, w)
+  x2, g2 = _bf16(x).reshape(-1, 40), _bf16(cot).reshape(-1, 24)
+  cot64 = np.asarray(cot, np.float64).reshape(-1, 24)
+  np.testing.assert_allclose(y, np.sum((x2 @ _bf16(w)) * cot64), rtol=1e-5)
+  assert dx.dtype == dw.dtype == jnp.float32
+  np.testing.assert_allclose(dx, (g2 @ _bf16(w).T).reshape(shape),
+                             rtol=1e-5, atol=1e-4)
+  np.testing.assert_allclose(dw, x2.T @ g2, rtol=1e-5, atol=1e-4)
 
 
 def _kernel_calls(f, *args) -> int:
@@ -113,6 +175,34 @@ def test_ncf_towers_on_blas_are_the_same_model(cls):
   score = lambda model: model.apply(params, users[:5], cands, method="score")
   np.testing.assert_allclose(score(mkl), score(xla), rtol=1e-5, atol=1e-6)
   assert _kernel_calls(lambda p: mkl.apply(p, users, items), params) == 3
+
+
+@pytest.mark.parametrize("cls", [ncf.MLP, ncf.NeuMF])
+def test_ncf_towers_on_blas_bf16_are_the_rounded_products(cls, monkeypatch):
+  """matmul='blas_bf16': the kernel's model is the one lax computes with
+  the same bfloat16 products (all below MIN_FLOPS), parameters, logits and
+  gradients float32, and its loss is the float32 model's to bfloat16
+  rounding.  (Its gradients are not compared with float32's: at
+  initialisation NeuMF's tower gradients are sums that cancel, and
+  bfloat16 moves them by up to a quarter of their largest entry; the
+  training test in test_ncf.py checks that it learns.)"""
+  xla = cls(n_users=50, n_items=40, factors=16, layers=3)
+  mkl = xla.clone(matmul="blas_bf16")
+  users, items = jnp.arange(64) % 50 + 1, jnp.arange(64) % 40 + 1
+  params = xla.init(jax.random.key(0), users, items)
+  loss = lambda model: jax.jit(jax.value_and_grad(lambda p: jnp.sum(
+      jax.nn.log_sigmoid(model.apply(p, users, items)))))(params)
+  assert _kernel_calls(lambda p: mkl.apply(p, users, items), params) == 3
+  lk, gk = loss(mkl)
+  monkeypatch.setattr(blas, "MIN_FLOPS", 1 << 40)
+  assert _kernel_calls(lambda p: mkl.apply(p, users, items), params) == 0
+  (ll, gl), (lx, _) = loss(mkl), loss(xla)
+  np.testing.assert_allclose(lk, ll, rtol=1e-6)
+  for a, b in zip(jax.tree.leaves(gk), jax.tree.leaves(gl)):
+    assert a.dtype == jnp.float32
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6 * np.abs(b).max())
+  assert lk != lx
+  np.testing.assert_allclose(lk, lx, rtol=1e-2)
 
 
 def test_small_products_stay_on_lax(monkeypatch):

@@ -2,9 +2,10 @@
 
   row_adam: exact dense Adam for embedding tables whose gradient touches
     few rows, in one pass per table (adam.py, row_adam.cc).
-  matmul / product: float32 products by Intel MKL's sgemm, shared out over
-    the cores (blas.py, matmul.cc); the `blas` Dense layers of
-    jaxrec.models.matmul run on it.
+  matmul / product: float32 products by Intel MKL's sgemm, or bfloat16
+    products of float32 arrays (AMX where the CPU has it), shared out over
+    the cores (blas.py, matmul.cc); the `blas` and `blas_bf16` Dense
+    layers of jaxrec.models.matmul run on it.
 """
 
 from jaxrec.kernels.adam import coefficients, row_adam, row_adam_jnp

@@ -1,4 +1,4 @@
-"""Float32 matrix products by Intel MKL's sgemm.
+"""Float32 matrix products by Intel MKL: sgemm, or bfloat16 products.
 
 In the batch-256 NCF steps on a 2-core Xeon, MKL's sgemm, one
 single-threaded call per core on its share of the rows (matmul.cc), made
@@ -8,9 +8,16 @@ dependency, linked statically into the kernel (jaxrec.kernels.build:
 `pip install -e '.[mkl]'`, x86-64 only), and used only on the CPU for
 float32 products of at least MIN_FLOPS: other backends, dtypes and smaller
 products run lax.dot.
+
+`bf16=True` rounds both inputs to bfloat16 inside the kernel and takes
+MKL's cblas_gemm_bf16bf16f32 (float32 accumulation, AMX tiles where the CPU
+has them): float32 in and out, as PyTorch's autocast or oneDNN's bf16
+fpmath mode compute a float32 layer, with no bfloat16 array in the graph.
 """
 
 from __future__ import annotations
+
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -34,12 +41,14 @@ def available() -> bool:
 
 
 def matmul(a: jax.Array, b: jax.Array, *, transpose_a: bool = False,
-           transpose_b: bool = False) -> jax.Array:
+           transpose_b: bool = False, bf16: bool = False) -> jax.Array:
   """op(a) @ op(b) by the CPU kernel, op transposing where asked.
 
   Args:
     a: (m, k) float32, or (k, m) with transpose_a.
     b: (k, n) float32, or (n, k) with transpose_b.
+    bf16: round a and b to bfloat16 (to nearest even) and multiply those,
+      accumulating in float32.
   Returns:
     (m, n) float32.  Not differentiable: see `product`.
   """
@@ -49,26 +58,45 @@ def matmul(a: jax.Array, b: jax.Array, *, transpose_a: bool = False,
   call = jax.ffi.ffi_call("jaxrec_matmul",
                           jax.ShapeDtypeStruct((m, n), jnp.float32),
                           vmap_method="sequential")
-  return call(a, b, transpose_a=transpose_a, transpose_b=transpose_b)
+  return call(a, b, transpose_a=transpose_a, transpose_b=transpose_b,
+              bf16_products=bf16)
 
 
-@jax.custom_vjp
-def product(x: jax.Array, w: jax.Array) -> jax.Array:
-  """x @ w by the kernel, differentiable: x (m, k), w (k, n) -> (m, n)."""
-  return matmul(x, w)
+def lax_matmul(a: jax.Array, b: jax.Array, *, transpose_a: bool = False,
+               transpose_b: bool = False, bf16: bool = False) -> jax.Array:
+  """`matmul`'s product by lax.dot, on any backend and size."""
+  a, b = (a.T if transpose_a else a), (b.T if transpose_b else b)
+  if bf16:
+    a, b = a.astype(jnp.bfloat16), b.astype(jnp.bfloat16)
+  return lax.dot(a, b, preferred_element_type=jnp.float32)
 
 
-def _product_fwd(x, w):
-  return matmul(x, w), (x, w)
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def _product(x, w, bf16, kernel):
+  return (matmul if kernel else lax_matmul)(x, w, bf16=bf16)
 
 
-def _product_bwd(saved, g):
-  """dx = g w^T (m, k) and dw = x^T g (k, n), two more kernel calls."""
+def _product_fwd(x, w, bf16, kernel):
+  return _product(x, w, bf16, kernel), (x, w)
+
+
+def _product_bwd(bf16, kernel, saved, g):
+  """dx = g w^T (m, k) and dw = x^T g (k, n), two more products of the
+  same kind (both rounded to bfloat16 first with bf16)."""
   x, w = saved
-  return (matmul(g, w, transpose_b=True), matmul(x, g, transpose_a=True))
+  mm = matmul if kernel else lax_matmul
+  return (mm(g, w, transpose_b=True, bf16=bf16),
+          mm(x, g, transpose_a=True, bf16=bf16))
 
 
-product.defvjp(_product_fwd, _product_bwd)
+_product.defvjp(_product_fwd, _product_bwd)
+
+
+def product(x: jax.Array, w: jax.Array, bf16: bool = False) -> jax.Array:
+  """x @ w by the kernel, differentiable: x (m, k), w (k, n) -> (m, n),
+  float32.  With bf16 the backward pass's two products are bfloat16
+  products too."""
+  return _product(x, w, bf16, True)
 
 
 def runs(lhs, rhs) -> bool:
@@ -79,9 +107,16 @@ def runs(lhs, rhs) -> bool:
           and 2 * lhs.shape[0] * lhs.shape[1] * rhs.shape[1] >= MIN_FLOPS)
 
 
-def dot(lhs, rhs, precision=None, preferred_element_type=None):
-  """lhs (m, k) @ rhs (k, n): `product` where it `runs`, else lax.dot."""
+def dot(lhs, rhs, precision=None, preferred_element_type=None, bf16=False):
+  """lhs (m, k) @ rhs (k, n): `product` where it `runs`, else lax.dot.
+
+  With bf16, float32 products that the kernel does not take (too small,
+  another backend) are the same bfloat16 products, forward and backward,
+  made by lax.dot, so every product of the layer is rounded alike.
+  """
   if runs(lhs, rhs) and preferred_element_type in (None, jnp.float32):
-    return product(lhs, rhs)
+    return product(lhs, rhs, bf16)
+  if bf16 and lhs.dtype == rhs.dtype == jnp.float32:
+    return _product(lhs, rhs, True, False)    # the same products, by lax
   return lax.dot(lhs, rhs, precision=precision,
                  preferred_element_type=preferred_element_type)

@@ -24,8 +24,10 @@ class Tower(nn.Module):
   Attributes:
     widths: hidden widths, e.g. (32, 16, 8); () is the identity.
     dropout: rate after each hidden layer (0 = none).
-    matmul: what makes the layers' products: 'xla' (lax.dot_general) or
-      'blas' (Intel MKL's sgemm, jaxrec.models.matmul.blas_dot_general).
+    matmul: what makes the layers' products: 'xla' (lax.dot_general),
+      'blas' (Intel MKL's sgemm, jaxrec.models.matmul.blas_dot_general) or
+      'blas_bf16' (MKL's bfloat16 products of the float32 layers, float32
+      accumulation: blas_bf16_dot_general).
     kernel_init: the name of a jax.nn.initializers factory for the
       kernels: 'lecun_normal' (Flax's default) or e.g. 'glorot_uniform'
       (Keras's default, which the NCF authors' code used).
@@ -43,7 +45,7 @@ class Tower(nn.Module):
   def setup(self):
     if self.dtype not in (None, "float32") and self.matmul != "xla":
       raise ValueError(f"Tower dtype {self.dtype!r} needs matmul='xla' "
-                       f"(matmul={self.matmul!r} is float32 only)")
+                       f"(matmul={self.matmul!r} takes float32 layers)")
     dot = matmul.dense_dot_general(self.matmul)
     factory = getattr(jax.nn.initializers, self.kernel_init, None)
     if not callable(factory):

@@ -15,10 +15,14 @@ results/bench_seq_forms.md).
 
 `blas_dot_general` runs the same 2-D product through Intel MKL's sgemm
 (jaxrec.kernels.blas): the NCF towers' `matmul='blas'`.
+`blas_bf16_dot_general` makes it a bfloat16 product with a float32
+result (MKL's cblas_gemm_bf16bf16f32, AMX tiles where the CPU has them):
+`matmul='blas_bf16'`, mixed precision with every array float32.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 
 from jax import lax
@@ -79,12 +83,23 @@ def blas_dot_general(lhs, rhs, dimension_numbers, precision=None,
                preferred_element_type=preferred_element_type)
 
 
-DOT_GENERALS = {"xla": None, "blas": blas_dot_general}
+def blas_bf16_dot_general(lhs, rhs, dimension_numbers, precision=None,
+                          preferred_element_type=None):
+  """blas_dot_general with bfloat16 products: float32 inputs rounded to
+  bfloat16, accumulated and returned in float32 (jaxrec.kernels.blas)."""
+  return _flat(functools.partial(blas.dot, bf16=True), lhs, rhs,
+               dimension_numbers, precision=precision,
+               preferred_element_type=preferred_element_type)
+
+
+DOT_GENERALS = {"xla": None, "blas": blas_dot_general,
+                "blas_bf16": blas_bf16_dot_general}
 
 
 def dense_dot_general(matmul: str):
   """The `dot_general` of nn.Dense for a model's `matmul` field: 'xla'
-  (None: lax.dot_general, flax's default) or 'blas' (blas_dot_general).
+  (None: lax.dot_general, flax's default), 'blas' (blas_dot_general) or
+  'blas_bf16' (blas_bf16_dot_general).
 
   Raises ValueError for another name.
   """

@@ -14,7 +14,9 @@ builds embeddings half its `layers[0]`, e.g. 32 for `--layers
 [64,32,16,8]` at F=8, twice the paper's text (`embed_dim=F * 2^(L-1)`).
 `matmul='blas'` makes the towers' products with Intel MKL's sgemm
 (jaxrec.kernels.blas): the same products, to float32 rounding, faster
-on a CPU.
+on a CPU.  `matmul='blas_bf16'` makes them bfloat16 products accumulated
+in float32 (MKL's cblas_gemm_bf16bf16f32, AMX tiles where the CPU has
+them), every array staying float32.
 `l2_penalty` is the per-example L2 of a row's embeddings (train.l2), the
 regularisation the authors' README says GMF and MLP may need at large
 predictive factors before pre-training NeuMF.
@@ -90,7 +92,7 @@ class MLP(nn.Module):
   factors: int = 8
   layers: int = 3
   embed_dim: int = 0        # MLP embedding width; 0 = mlp_embed_dim(F, L)
-  matmul: str = "xla"       # the tower's products: 'xla' or 'blas'
+  matmul: str = "xla"       # the tower's products: 'xla', 'blas', 'blas_bf16'
   dense_init: str = "lecun_normal"  # the tower's kernels (Tower.kernel_init)
   tower_dtype: str = "float32"     # e.g. 'bfloat16' (Tower.dtype)
 
@@ -138,7 +140,7 @@ class NeuMF(nn.Module):
   factors: int = 8
   layers: int = 3
   embed_dim: int = 0        # MLP embedding width; 0 = mlp_embed_dim(F, L)
-  matmul: str = "xla"       # the tower's products: 'xla' or 'blas'
+  matmul: str = "xla"       # the tower's products: 'xla', 'blas', 'blas_bf16'
   dense_init: str = "lecun_normal"  # the tower's kernels (Tower.kernel_init)
   tower_dtype: str = "float32"     # e.g. 'bfloat16' (Tower.dtype)
 
