@@ -318,6 +318,15 @@ def get_sweep():
       runs += [_run("MLP-3", fast, seed, factors,
                     {**_mlp(factors, matmul="blas"), **kernel}),
                _neumf(fast, seed, factors, blas)]
+      # That path in mixed precision: the towers' products in bfloat16
+      # (model.matmul='blas_bf16': MKL's bfloat16 products, AMX where the
+      # CPU has it; float32 parameters, activations and accumulation), to
+      # check that the bench's fastest step trains the same models.
+      mixed = f"{variant},row-adam,blas-bf16"
+      runs += [_run("MLP-3", mixed, seed, factors,
+                    {**_mlp(factors, matmul="blas_bf16"), **kernel}),
+               _neumf(mixed, seed, factors,
+                      {**kernel, "model.matmul": "blas_bf16"})]
       # The released code's MLP widths on that path, and NeuMF-pre from
       # them with the row-adam GMF ('code-embed' above is the plain path,
       # too slow at 32 and 64 factors on a 2-core CPU).
