@@ -45,10 +45,10 @@ constexpr int kRowMajor = 101, kNoTrans = 111, kTrans = 112;
 // costs more than the split saves (8 MFLOP: a 256 x 128 x 64 product
 // gained nothing from two cores).
 constexpr int64_t kSplitFlops = int64_t{1} << 23;
-// The same for bfloat16 products, which run about 4x faster on AMX: the
-// helper core's part of a 256 x 256 x 256 product took 48 us against 31 us
-// on the calling core (its AMX unit waking from idle, we think), so two
-// parts took longer than one.
+// The same for bfloat16 products, much faster on AMX: in a probe on a
+// 2-core Xeon, the helper core's part of a 256 x 256 x 256 product took
+// longer than the calling core's (its AMX unit waking from idle, we
+// think), so two parts took longer than one.
 constexpr int64_t kSplitFlopsBf16 = int64_t{1} << 26;
 
 using Matrix = ffi::Buffer<ffi::F32, 2>;
@@ -111,8 +111,9 @@ void Gemm(int ta, int tb, int m, int n, int k, const uint16_t* a, int lda,
 // on its rows of op(A): rows of A, or columns of A when it is transposed.
 // With bf16, each part first rounds its rows of op(A) and all of B to
 // bfloat16 in buffers of its own thread: the rounding runs in parallel and
-// each part's AMX loads read its own core's cache (MKL's bfloat16 product
-// on the other core's freshly written buffers ran 2.4x slower).
+// each part's AMX loads read its own core's cache (in a probe, MKL's
+// bfloat16 product on buffers just written by the other core ran several
+// times slower than on its own).
 void SplitGemm(ffi::ThreadPool& pool, bool transpose_a, bool transpose_b,
                int64_t m, int64_t n, int64_t k, const float* pa, int lda,
                const float* pb, int64_t b_size, int ldb, bool bf16,
