@@ -210,7 +210,10 @@ def test_refit_trains_on_the_validation_item_and_never_the_test_item(
 
 
 def test_refit_selects_epochs_on_validation_then_retrains(tmp_path):
-  config = _tiny_config(tmp_path)
+  # Four trainings: one block and no attention blocking compile faster,
+  # and the refit logic, not the model, is what this tests.
+  config = _tiny_config(tmp_path, **{"model.num_blocks": 1,
+                                     "model.causal_block": 0})
   plain = sequential.train_and_evaluate(config, tmp_path / "plain")
   config.train.refit = True
   refit = sequential.train_and_evaluate(config, tmp_path / "refit")
