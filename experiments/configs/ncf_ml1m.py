@@ -33,10 +33,13 @@ every row.  Variant tag: question (files):
   <F>,row-adam[,blas]: the fast CPU path, to check it changes nothing
       (row_adam, row_adam_blas); <F>,row-adam,blas,code-embed: the
       released code's MLP widths on it (code_embed32)
+  <F>,row-adam,blas-bf16: that path with bfloat16 products, the bench's
+      fastest step, to check that it trains the same models (blas_bf16)
   <F>,test-trace and <F>,select-on-test: the released code's leaky reading
       of test (test_trace, select_on_test)
   <F>,row-adam,batch=<B>,lr=<L>: the paper's tuning grid, whole at
-      GRID_FACTORS (grid64, grid8), its TUNED cell elsewhere (tuned<F>)
+      GRID_FACTORS (grid64, grid8, grid32), its TUNED cell elsewhere
+      (tuned<F>)
   <F>,row-adam,tuned: NeuMF-pre from the TUNED halves (tuned<F>);
       8,row-adam,grid8-tuned: from the TUNED8 halves (grid8_tuned)
   8,row-adam,...,glorot: the authors' Keras initialiser for the tower's
@@ -62,7 +65,7 @@ LONG_EPOCHS = 60              # the '<F>,epochs=60' rows' cap
 SEEDS = (0, 1, 2)
 GRID_BATCHES = (128, 256, 512, 1024)  # the paper's tuning grid (§4.1)
 GRID_RATES = (1e-4, 5e-4, 1e-3, 5e-3)
-GRID_FACTORS = (8, 64)        # where the sweep holds the whole grid
+GRID_FACTORS = (8, 32, 64)    # where the sweep holds the whole grid
 # (batch, lr) of the best validation NDCG@10 over the grid cells run at 64
 # factors, seed 0 (results/ncf_ml1m_grid64.md).
 TUNED = {"GMF": (128, 1e-3), "MLP-3": (128, 1e-3), "NeuMF": (128, 1e-3)}
