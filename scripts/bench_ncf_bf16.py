@@ -1,7 +1,7 @@
 """Does a bfloat16 tower speed up the NCF step on this CPU?
 
   pip install -e '.[bench]'
-  python scripts/bench_ncf_bf16.py --out results
+  JAXREC_DATA_DIR=../shared/data python scripts/bench_ncf_bf16.py --out results
 
 MLP-3 and NeuMF at 64 predictive factors, batch 256 (the paper's) and
 4096, with bench_ncf's fastest XLA set-up (optim.tables='row_adam'): the
@@ -13,8 +13,10 @@ inside the kernel, cblas_gemm_bf16bf16f32 with float32 accumulation, on
 AMX tiles where the CPU has them; every array stays float32).
 Beside them, eager PyTorch in float32 and under torch.autocast(bfloat16),
 so that each precision has its own ratio.  All take turns over rounds
-(timing.interleaved_rates); a figure is the median over rounds.
-Writes results/bench_ncf_bf16.*.
+(timing.interleaved_rates); a figure is the median over rounds.  Then,
+where MKL is installed, one real NCF epoch at batch 256 with the 'blas'
+and 'blas_bf16' towers (bench_ncf.ncf_epoch_seconds: needs the NCF split
+under $JAXREC_DATA_DIR).  Writes results/bench_ncf_bf16.*.
 """
 
 from __future__ import annotations
@@ -86,6 +88,15 @@ def main():
       notes.append(f"{name} batch {batch}: " + ", ".join(
           f"{k} {v:,.0f}" for k, v in med.items()))
       print(notes[-1], flush=True)
+  if blas.available():
+    for name in ("MLP-3", "NeuMF"):
+      rows.append({"model": name, "variant": "factors=64,batch=256",
+                   "dataset": "ml-1m ncf split", "protocol": "train-epoch",
+                   "metrics": {f"{m}_epoch_s": {
+                       "mean": bench_ncf.ncf_epoch_seconds(name, "row_adam",
+                                                           m),
+                       "std": 0.0} for m in ("blas", "blas_bf16")}})
+      print(rows[-1], flush=True)
   text = (
       "Adam 1e-3, BCE, 64 factors. jax_* = bench_ncf.jax_runner with "
       "optim.tables='row_adam' (256 steps per dispatch at batch 256, 32 at "
@@ -97,7 +108,10 @@ def main():
       f"{torch.get_num_threads()} threads, float32 or its forward under "
       "torch.autocast('cpu', bfloat16). All take turns in "
       f"{args.rounds} rounds of {args.repeats} timed calls; ratios are "
-      "medians over rounds of each round's ratio. Examples/s (medians): "
+      "medians over rounds of each round's ratio. Epoch = one real epoch of "
+      "the NCF split (988,129 positives + 4 negatives each, batch 256, "
+      "host-side negative sampling included) with optim.tables='row_adam' "
+      "and model.matmul='blas' or 'blas_bf16'. Examples/s (medians): "
       + "; ".join(notes) + f". {xla_flags.describe()}")
   paths = results.write("bench_ncf_bf16", rows, results.command_line(),
                         args.out, text)
