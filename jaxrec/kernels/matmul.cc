@@ -95,18 +95,6 @@ int RoundRows(const float* a, int lda, bool transpose_a, int64_t k,
   return int(rows);
 }
 
-// One sequential MKL product C = op(A) op(B) (alpha 1, beta 0), by the
-// inputs' element type.
-void Gemm(int ta, int tb, int m, int n, int k, const float* a, int lda,
-          const float* b, int ldb, float* c, int ldc) {
-  cblas_sgemm(kRowMajor, ta, tb, m, n, k, 1.0f, a, lda, b, ldb, 0.0f, c, ldc);
-}
-void Gemm(int ta, int tb, int m, int n, int k, const uint16_t* a, int lda,
-          const uint16_t* b, int ldb, float* c, int ldc) {
-  cblas_gemm_bf16bf16f32(kRowMajor, ta, tb, m, n, k, 1.0f, a, lda, b, ldb,
-                         0.0f, c, ldc);
-}
-
 // Rows of C shared out between the cores, one sequential product per part
 // on its rows of op(A): rows of A, or columns of A when it is transposed.
 // With bf16, each part first rounds its rows of op(A) and all of B to
