@@ -65,7 +65,10 @@ def test_collect_keeps_each_files_own_factors_in_order(tmp_path):
                _row("MLP-3", 16, 0.5, suffix=",row-adam,batch=256,lr=0.001")],
            "ncf_ml1m_tuned32": [
                _row("MLP-3", 32, 0.69, suffix=",row-adam,batch=128,lr=0.001"),
-               _row("NeuMF-pre", 32, 0.71, suffix=",row-adam,tuned")]}
+               _row("NeuMF-pre", 32, 0.71, suffix=",row-adam,tuned")],
+           "ncf_ml1m_grid32_tuned": [
+               _row("MLP-3", 32, 0.68, suffix=",row-adam,batch=256,lr=0.0005"),
+               _row("MLP-3", 32, 0.5, suffix=",row-adam,batch=512,lr=0.001")]}
   for name, rows in files.items():
     (tmp_path / f"{name}.json").write_text(json.dumps({"rows": rows}))
   rows = summarise.collect(tmp_path)
@@ -73,6 +76,7 @@ def test_collect_keeps_each_files_own_factors_in_order(tmp_path):
       ("GMF", "factors=8"), ("GMF", "factors=32"), ("GMF", "factors=64"),
       ("MLP-3", "factors=8,epochs=60"), ("MLP-3", "factors=16,code-embed"),
       ("MLP-3", "factors=32,row-adam,batch=128,lr=0.001"),
+      ("MLP-3", "factors=32,row-adam,batch=256,lr=0.0005"),
       ("MLP-3", "factors=32,row-adam,blas,code-embed"),
       ("NeuMF", "factors=8,refit"),
       ("NeuMF", "factors=8,row-adam,batch=128,lr=0.001"),
