@@ -180,12 +180,12 @@ def test_ncf_towers_on_blas_are_the_same_model(cls):
 @pytest.mark.parametrize("cls", [ncf.MLP, ncf.NeuMF])
 def test_ncf_towers_on_blas_bf16_are_the_rounded_products(cls, monkeypatch):
   """matmul='blas_bf16': the kernel's model is the one lax computes with
-  the same bfloat16 products (all below MIN_FLOPS), parameters, logits and
-  gradients float32, and its loss is the float32 model's to bfloat16
-  rounding.  (Its gradients are not compared with float32's: at
-  initialisation NeuMF's tower gradients are sums that cancel, and
-  bfloat16 moves them by up to a quarter of their largest entry; the
-  training test in test_ncf.py checks that it learns.)"""
+  the same bfloat16 products (MIN_FLOPS raised so that none reaches the
+  kernel), parameters, logits and gradients float32, and its loss is the
+  float32 model's to bfloat16 rounding.  (Its gradients are not compared
+  with float32's: at initialisation NeuMF's tower gradients are sums that
+  cancel, which bfloat16 factors move far more than their own rounding;
+  the training test in test_ncf.py checks that it learns.)"""
   xla = cls(n_users=50, n_items=40, factors=16, layers=3)
   mkl = xla.clone(matmul="blas_bf16")
   users, items = jnp.arange(64) % 50 + 1, jnp.arange(64) % 40 + 1
