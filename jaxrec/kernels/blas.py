@@ -47,8 +47,9 @@ def matmul(a: jax.Array, b: jax.Array, *, transpose_a: bool = False,
   Args:
     a: (m, k) float32, or (k, m) with transpose_a.
     b: (k, n) float32, or (n, k) with transpose_b.
-    bf16: round a and b to bfloat16 (to nearest even) and multiply those,
-      accumulating in float32.
+    bf16: round a and b to bfloat16 (to nearest even; float32 subnormals
+      become zero where the CPU converts with AVX512-BF16) and multiply
+      those, accumulating in float32.
   Returns:
     (m, n) float32.  Not differentiable: see `product`.
   """
