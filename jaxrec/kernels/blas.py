@@ -72,20 +72,25 @@ def lax_matmul(a: jax.Array, b: jax.Array, *, transpose_a: bool = False,
   return lax.dot(a, b, preferred_element_type=jnp.float32)
 
 
+def _matmul(kernel: bool):
+  """The kernel's `matmul`, or `lax_matmul` making the same products."""
+  return matmul if kernel else lax_matmul
+
+
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
 def _product(x, w, bf16, kernel):
-  return (matmul if kernel else lax_matmul)(x, w, bf16=bf16)
+  return _matmul(kernel)(x, w, bf16=bf16)
 
 
 def _product_fwd(x, w, bf16, kernel):
-  return _product(x, w, bf16, kernel), (x, w)
+  return _matmul(kernel)(x, w, bf16=bf16), (x, w)
 
 
 def _product_bwd(bf16, kernel, saved, g):
   """dx = g w^T (m, k) and dw = x^T g (k, n), two more products of the
   same kind (both rounded to bfloat16 first with bf16)."""
   x, w = saved
-  mm = matmul if kernel else lax_matmul
+  mm = _matmul(kernel)
   return (mm(g, w, transpose_b=True, bf16=bf16),
           mm(x, g, transpose_a=True, bf16=bf16))
 
