@@ -10,10 +10,12 @@ the training step (BCE, Adam 1e-3) after warm-up, both frameworks in this
 one process taking turns over rounds (timing.interleaved_rates); the wall
 time of one real NCF epoch (988k training positives + 4 negatives each);
 and achieved FLOP/s against the machine's measured float32 matmul peak.
-JAX runs three times: with optax's Adam everywhere; with the same Adam's
-step made by jaxrec.kernels.row_adam (optim.tables='row_adam'); and with
-that and the towers' products by Intel MKL's sgemm as well
-(model.matmul='blas', jaxrec.kernels.blas; needs pip install -e '.[mkl]').
+JAX runs four times: with optax's Adam everywhere; with the same Adam's
+step made by jaxrec.kernels.row_adam (optim.tables='row_adam'); with that
+and the towers' products by Intel MKL's sgemm as well (model.matmul='blas',
+jaxrec.kernels.blas; needs pip install -e '.[mkl]'); and with that and the
+whole tower in one MKL kernel call each way (model.matmul='blas_fused',
+jaxrec.kernels.tower).
 Writes results/bench_ncf.*.
 """
 
@@ -204,35 +206,42 @@ def main():
                                      tables="row_adam"),
           "jax_blas": jax_runner(name, factors, batch, steps,
                                  tables="row_adam", matmul="blas"),
+          "jax_fused": jax_runner(name, factors, batch, steps,
+                                  tables="row_adam", matmul="blas_fused"),
           "jax_1step": jax_runner(name, factors, batch, 1),
           "torch": torch_runner(name, factors, batch, min(steps, 64))},
           args.rounds, args.repeats)
-      jx, jr, jb, jx1, th = (float(np.median(per_round[k])) for k in
-                             ("jax", "jax_row_adam", "jax_blas", "jax_1step",
-                              "torch"))
+      jx, jr, jb, jf, jx1, th = (
+          float(np.median(per_round[k])) for k in
+          ("jax", "jax_row_adam", "jax_blas", "jax_fused", "jax_1step",
+           "torch"))
       ratios = lambda k: np.divide(per_round[k], per_round["torch"])
       round_notes.append(
           f"{name} factors={factors},batch={batch}: " + ", ".join(
-              f"{a:.2f}x/{b:.2f}x/{c:.2f}x" for a, b, c in zip(
+              f"{a:.2f}x/{b:.2f}x/{c:.2f}x/{d:.2f}x" for a, b, c, d in zip(
                   ratios("jax"), ratios("jax_row_adam"),
-                  ratios("jax_blas"))))
+                  ratios("jax_blas"), ratios("jax_fused"))))
       rows.append({
           "model": name, "variant": f"factors={factors},batch={batch}",
           "dataset": "ml-1m shapes", "protocol": "train-step",
           "metrics": {k: {"mean": v, "std": 0.0} for k, v in {
               "jax_examples_per_s": jx, "jax_row_adam_examples_per_s": jr,
               "jax_blas_examples_per_s": jb,
+              "jax_fused_examples_per_s": jf,
               "jax_1step_examples_per_s": jx1, "torch_examples_per_s": th,
               "ratio_vs_torch": float(np.median(ratios("jax"))),
               "row_adam_ratio_vs_torch": float(np.median(
                   ratios("jax_row_adam"))),
               "blas_ratio_vs_torch": float(np.median(ratios("jax_blas"))),
+              "fused_ratio_vs_torch": float(np.median(ratios("jax_fused"))),
               "flops_fraction_of_peak":
                   jx * flops_per_example(name, factors) / peak,
               "row_adam_flops_fraction_of_peak":
                   jr * flops_per_example(name, factors) / peak,
               "blas_flops_fraction_of_peak":
                   jb * flops_per_example(name, factors) / peak,
+              "fused_flops_fraction_of_peak":
+                  jf * flops_per_example(name, factors) / peak,
           }.items()}})
       print(rows[-1]["variant"], name, {k: round(v["mean"], 3)
                                         for k, v in rows[-1]["metrics"]
@@ -244,23 +253,29 @@ def main():
                                  "std": 0.0} for k, t, m in (
                      ("epoch_s", "dense", "xla"),
                      ("row_adam_epoch_s", "row_adam", "xla"),
-                     ("blas_epoch_s", "row_adam", "blas"))}})
+                     ("blas_epoch_s", "row_adam", "blas"),
+                     ("fused_epoch_s", "row_adam", "blas_fused"))}})
   notes = (f"Adam 1e-3, BCE. jax = {256} (batch 256) or 32 (batch 4096) "
            "steps per dispatch via lax.scan; jax_row_adam = the same, "
            "Adam's step made by jaxrec.kernels.row_adam "
            "(optim.tables='row_adam': one pass per table, no gradient "
            "table, the dense layers in the same call); jax_blas = jax_row_adam with the towers' products by "
            "MKL's sgemm (model.matmul='blas'; GMF has no tower, so its "
-           "jax_blas is jax_row_adam again); jax_1step = one jitted step per "
+           "jax_blas is jax_row_adam again); jax_fused = jax_row_adam with "
+           "each tower's forward and backward pass one MKL kernel call "
+           "(model.matmul='blas_fused'; towers under "
+           "jaxrec.kernels.tower.MIN_FLOPS, as at 8 factors, run on lax); "
+           "jax_1step = one jitted step per "
            "dispatch; torch = eager PyTorch "
            f"{torch.__version__}, {torch.get_num_threads()} threads, dense "
-           "nn.Embedding and torch.optim.Adam. After warm-up the five "
+           "nn.Embedding and torch.optim.Adam. After warm-up the six "
            f"contenders take turns in {args.rounds} rounds of {args.repeats} "
            "timed calls (timing.interleaved_rates); a figure is the median "
            "over rounds of each round's median; ratio_vs_torch "
-           "(row_adam_ratio_vs_torch, blas_ratio_vs_torch) is the median over "
-           "rounds of the round's jax (jax_row_adam, jax_blas)/torch ratio. "
-           "Each round's jax/torch, jax_row_adam/torch and jax_blas/torch "
+           "(row_adam_, blas_, fused_ratio_vs_torch) is the median over "
+           "rounds of the round's jax (jax_row_adam, jax_blas, jax_fused)/"
+           "torch ratio. Each round's jax/torch, jax_row_adam/torch, "
+           "jax_blas/torch and jax_fused/torch "
            f"ratios: {'; '.join(round_notes)}. "
            f"Measured float32 matmul peak: {peak / 1e9:.0f} GFLOP/s; "
            "flops_fraction_of_peak counts dense-layer FLOPs only (forward + "

@@ -107,16 +107,19 @@ def test_bfloat16_tower_keeps_float32_parameters_and_gradients(cls):
     _params(cls(tower_dtype="bfloat16", matmul="blas", **kw))
 
 
-def test_bfloat16_mlp_learns_the_planted_signal_as_float32_does(
+def test_mixed_precision_and_fused_mlps_learn_the_planted_signal(
     tmp_path, monkeypatch):
   """Mixed precision trains: tower_dtype='bfloat16' (lax, bfloat16
   activations) and matmul='blas_bf16' (MKL's bfloat16 products of float32
-  layers, here at every size) each reach float32's NDCG@10."""
+  layers, here at every size) each reach float32's NDCG@10, as does the
+  float32 tower made by one fused kernel call each way
+  (matmul='blas_fused', jaxrec.kernels.tower, here at every size)."""
   # MLP, not NeuMF: no GMF half to learn the signal without the tower.
   from experiments.configs.base import base_config
-  from jaxrec.kernels import blas
+  from jaxrec.kernels import blas, tower
   from jaxrec.train.loop import train_and_evaluate
   monkeypatch.setattr(blas, "MIN_FLOPS", 0)
+  monkeypatch.setattr(tower, "MIN_FLOPS", 0)
   c = base_config()
   c.data.synthetic.update(n_users=400, n_items=150, per_user=30, seed=0)
   c.optim.learning_rate = 0.01
@@ -126,6 +129,7 @@ def test_bfloat16_mlp_learns_the_planted_signal_as_float32_does(
   variants = {"float32": {}, "bfloat16": {"tower_dtype": "bfloat16"}}
   if blas.available():
     variants["blas_bf16"] = {"matmul": "blas_bf16"}
+    variants["blas_fused"] = {"matmul": "blas_fused"}
   ndcg = {}
   for name, fields in variants.items():
     c.model = ml_collections.ConfigDict({"name": "mlp", "factors": 8,

@@ -101,7 +101,7 @@ def get_config():
   c.data.name = "ncf-ml1m"
   c.model = ConfigDict({"name": "neumf", "factors": 8, "layers": 3,
                         "embed_dim": 0,  # 0: the paper's F * 2^(L-1) / 2
-                        "matmul": "xla",  # 'blas', 'blas_bf16': '.[mkl]'
+                        "matmul": "xla",  # the 'blas*' ones need '.[mkl]'
                         "dense_init": "lecun_normal",  # the tower's kernels
                         "tower_dtype": "float32",  # or 'bfloat16'
                         "pretrained": {"gmf": "", "mlp": "", "alpha": 0.5}})

@@ -6,6 +6,8 @@
     products of float32 arrays (AMX where the CPU has it), shared out over
     the cores (blas.py, matmul.cc); the `blas` and `blas_bf16` Dense
     layers of jaxrec.models.matmul run on it.
+  tower: a whole float32 ReLU tower, forward and backward, one MKL kernel
+    call each (tower.py, tower.cc): Tower(matmul='blas_fused').
 """
 
 from jaxrec.kernels.adam import coefficients, row_adam, row_adam_jnp

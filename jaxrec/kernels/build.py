@@ -11,6 +11,8 @@ compiler and flags, JAX's version and the CPU (-march=native):
     another library's in the same process, or they to it: PyTorch ships
     its own MKL, and a second, dynamically loaded one took over PyTorch's
     products, single-threaded.
+  tower: tower.cc, a whole ReLU tower's forward and backward, linked with
+    MKL as matmul is.
 """
 
 from __future__ import annotations
@@ -47,8 +49,11 @@ LIBRARIES = {
                         {"jaxrec_row_adam": "JaxrecRowAdam"}),
     "matmul": Library(("matmul.cc",), {"jaxrec_matmul": "JaxrecMatmul"},
                       needs_mkl=True),
+    "tower": Library(("tower.cc",), {"jaxrec_tower_fwd": "JaxrecTowerFwd",
+                                     "jaxrec_tower_bwd": "JaxrecTowerBwd"},
+                     needs_mkl=True),
 }
-HEADERS = ("parallel_for.h",)
+HEADERS = ("cblas.h", "parallel_for.h")
 
 
 def _cpu_signature() -> str:

@@ -20,26 +20,13 @@
 #include <immintrin.h>
 #endif
 
+#include "cblas.h"
 #include "parallel_for.h"
 #include "xla/ffi/api/ffi.h"
 
 namespace ffi = xla::ffi;
 
-// The CBLAS prototype, its enums as int (row-major 101, no-trans 111, trans
-// 112) and its integers 32-bit (MKL's LP64 interface).
-extern "C" void cblas_sgemm(int layout, int trans_a, int trans_b, int m,
-                            int n, int k, float alpha, const float* a,
-                            int lda, const float* b, int ldb, float beta,
-                            float* c, int ldc);
-extern "C" void cblas_gemm_bf16bf16f32(int layout, int trans_a, int trans_b,
-                                       int m, int n, int k, float alpha,
-                                       const uint16_t* a, int lda,
-                                       const uint16_t* b, int ldb, float beta,
-                                       float* c, int ldc);
-
 namespace {
-
-constexpr int kRowMajor = 101, kNoTrans = 111, kTrans = 112;
 
 // Below this many FLOPs a product runs on one core: waking a pool thread
 // costs more than the split saves (8 MFLOP: a 256 x 128 x 64 product

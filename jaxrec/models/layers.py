@@ -13,6 +13,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxrec.kernels import tower
 from jaxrec.models import matmul
 from jaxrec.models.attention import dot_product_attention
 from jaxrec.models.dropout import Dropout
@@ -25,9 +26,12 @@ class Tower(nn.Module):
     widths: hidden widths, e.g. (32, 16, 8); () is the identity.
     dropout: rate after each hidden layer (0 = none).
     matmul: what makes the layers' products: 'xla' (lax.dot_general),
-      'blas' (Intel MKL's sgemm, jaxrec.models.matmul.blas_dot_general) or
+      'blas' (Intel MKL's sgemm, jaxrec.models.matmul.blas_dot_general),
       'blas_bf16' (MKL's bfloat16 products of the float32 layers, float32
-      accumulation: blas_bf16_dot_general).
+      accumulation: blas_bf16_dot_general) or 'blas_fused' (the whole
+      tower's forward and backward passes, one MKL kernel call each:
+      jaxrec.kernels.tower; the 'blas' layers where it does not run, e.g.
+      with dropout in training or for `first_layer_grid`).
     kernel_init: the name of a jax.nn.initializers factory for the
       kernels: 'lecun_normal' (Flax's default) or e.g. 'glorot_uniform'
       (Keras's default, which the NCF authors' code used).
@@ -60,7 +64,20 @@ class Tower(nn.Module):
 
   def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
     """(..., D_in) -> (..., widths[-1])."""
-    return self.after_first(self.dense[0](x), train) if self.widths else x
+    if not self.widths:
+      return x
+    if (self.matmul == "blas_fused" and not self.is_initializing()
+        and not (self.dropout and train)):
+      return self._fused(x)
+    return self.after_first(self.dense[0](x), train)
+
+  def _fused(self, x: jnp.ndarray) -> jnp.ndarray:
+    """The tower by jaxrec.kernels.tower on x flattened to (B, D_in)."""
+    layers = [d.variables["params"] for d in self.dense]
+    out = tower.tower(x.reshape(-1, x.shape[-1]),
+                      [p["kernel"] for p in layers],
+                      [p["bias"] for p in layers])
+    return out.reshape(x.shape[:-1] + out.shape[-1:])
 
   def after_first(self, h: jnp.ndarray, train: bool = False) -> jnp.ndarray:
     """The rest of the tower from the first layer's pre-activation h."""

@@ -93,13 +93,16 @@ def blas_bf16_dot_general(lhs, rhs, dimension_numbers, precision=None,
 
 
 DOT_GENERALS = {"xla": None, "blas": blas_dot_general,
-                "blas_bf16": blas_bf16_dot_general}
+                "blas_bf16": blas_bf16_dot_general,
+                # the layers of a 'blas_fused' Tower where its fused kernel
+                # (jaxrec.kernels.tower) does not run
+                "blas_fused": blas_dot_general}
 
 
 def dense_dot_general(matmul: str):
   """The `dot_general` of nn.Dense for a model's `matmul` field: 'xla'
-  (None: lax.dot_general, flax's default), 'blas' (blas_dot_general) or
-  'blas_bf16' (blas_bf16_dot_general).
+  (None: lax.dot_general, flax's default), 'blas' and 'blas_fused'
+  (blas_dot_general) or 'blas_bf16' (blas_bf16_dot_general).
 
   Raises ValueError for another name.
   """

@@ -1,0 +1,159 @@
+"""The fused tower kernel (jaxrec.kernels.tower) is the ReLU tower lax
+computes, forward and backward, on one core and split over the cores, and
+the NCF models on `matmul='blas_fused'` are the same models."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from jaxrec import parallel
+from jaxrec.kernels import blas, build, tower
+from jaxrec.models import layers, ncf
+from jaxrec.train import setup, tasks
+
+pytestmark = pytest.mark.skipif(
+    not blas.available(), reason="MKL not installed (pip install -e '.[mkl]')")
+
+
+@pytest.fixture(autouse=True)
+def kernel_for_every_size(monkeypatch):
+  """Small towers keep these tests fast: let them reach the kernel too
+  (test_small_towers_stay_on_lax checks the size rule itself)."""
+  monkeypatch.setattr(tower, "MIN_FLOPS", 0)
+
+
+def _rand(key, shape, scale=1.0):
+  return scale * jax.random.normal(jax.random.key(key), shape)
+
+
+def _tower_args(rows, widths, seed=0):
+  """x (rows, widths[0]), kernels and biases for the layers after it.
+  Biases are drawn around zero so that some units are dead (ReLU's mask
+  matters) and some live."""
+  x = _rand(seed, (rows, widths[0]))
+  kernels = tuple(_rand(seed + 1 + i, (a, b), a ** -0.5)
+                  for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])))
+  biases = tuple(_rand(seed + 10 + i, (b,), 0.3)
+                 for i, b in enumerate(widths[1:]))
+  return x, kernels, biases
+
+
+def _calls(f, *args) -> tuple[int, int]:
+  text = jax.jit(f).lower(*args).as_text()
+  return text.count("jaxrec_tower_fwd"), text.count("jaxrec_tower_bwd")
+
+
+@pytest.mark.parametrize("rows,widths", [
+    (37, (5, 7, 3)),                 # one core (below the split size)
+    (301, (200, 150, 100, 50)),      # split over the cores, odd row count
+    (64, (16, 8)),                   # one layer
+    (0, (6, 4, 2)),                  # no rows
+])
+def test_the_kernel_is_the_lax_tower_values_and_gradients(rows, widths):
+  x, kernels, biases = _tower_args(rows, widths)
+  cot = _rand(99, (rows, widths[-1]))
+  runs = {}
+  for name, f in (("kernel", tower.tower), ("lax", tower.lax_tower)):
+    loss = lambda x, k, b, f=f: jnp.sum(f(x, k, b) * cot)
+    runs[name] = jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2)))(
+        x, kernels, biases)
+  assert _calls(lambda x: tower.tower(x, kernels, biases), x) == (1, 0)
+  got, want = runs["kernel"], runs["lax"]
+  np.testing.assert_allclose(got[0], want[0], rtol=1e-5, atol=1e-4)
+  for g, w in zip(jax.tree.leaves(got[1]), jax.tree.leaves(want[1])):
+    # sums of up to 301 terms, in another order: float32 rounding relative
+    # to the array's scale
+    np.testing.assert_allclose(g, w, rtol=1e-5,
+                               atol=1e-5 * float(np.abs(w).max(initial=1)))
+  if rows:     # the mask mattered: some units were dead, some alive
+    out = tower.tower(x, kernels, biases)
+    assert 0 < float(jnp.mean(out > 0)) < 1
+
+
+def test_forward_and_backward_are_one_kernel_call_each():
+  x, kernels, biases = _tower_args(32, (12, 8, 4, 2))
+  f = jax.value_and_grad(lambda x, k, b: jnp.sum(tower.tower(x, k, b)),
+                         argnums=(0, 1, 2))
+  assert _calls(f, x, kernels, biases) == (1, 1)
+
+
+def test_small_towers_stay_on_lax(monkeypatch):
+  monkeypatch.setattr(tower, "MIN_FLOPS", 1 << 23)
+  small = _tower_args(256, (32, 32, 16, 8))        # an 8-factor NCF tower
+  large = _tower_args(256, (128, 128, 64, 32))     # a 32-factor one
+  assert _calls(lambda x: tower.tower(x, *small[1:]), small[0]) == (0, 0)
+  assert _calls(lambda x: tower.tower(x, *large[1:]), large[0]) == (1, 0)
+  np.testing.assert_allclose(tower.tower(*small), tower.lax_tower(*small),
+                             rtol=1e-6)
+
+
+def test_the_kernel_refuses_layers_that_do_not_chain():
+  build.load("tower")
+  x = jnp.ones((4, 5))
+  call = jax.ffi.ffi_call("jaxrec_tower_fwd",
+                          [jax.ShapeDtypeStruct((4, 3), jnp.float32)] * 2)
+  with pytest.raises(Exception, match=r"layer 1: expected a float32 kernel "
+                     r"\(3, out\)"):
+    jax.block_until_ready(call(x, jnp.ones((5, 3)), jnp.ones((3,)),
+                               jnp.ones((4, 3)), jnp.ones((3,))))
+
+
+def test_a_tower_flattens_leading_axes_and_keeps_dropout_layers():
+  """Tower(matmul='blas_fused') on (B, N, D) inputs is the 'xla' tower;
+  with dropout in training it runs the per-layer path (the kernel has no
+  dropout), and evaluation runs the kernel."""
+  x = _rand(0, (3, 5, 12))
+  plain = layers.Tower((8, 6, 4), dropout=0.5)
+  fused = plain.clone(matmul="blas_fused")
+  params = plain.init(jax.random.key(0), x)
+  np.testing.assert_allclose(fused.apply(params, x), plain.apply(params, x),
+                             rtol=1e-5, atol=1e-6)
+  assert _calls(lambda p: fused.apply(p, x), params) == (1, 0)
+  train = lambda model: lambda p: model.apply(
+      p, x, train=True, rngs={"dropout": jax.random.key(1)})
+  assert _calls(train(fused), params) == (0, 0)
+  np.testing.assert_allclose(train(fused)(params), train(plain)(params),
+                             rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("cls", [ncf.MLP, ncf.NeuMF])
+def test_ncf_towers_on_blas_fused_are_the_same_model(cls):
+  xla = cls(n_users=50, n_items=40, factors=8, layers=3)
+  fused = xla.clone(matmul="blas_fused")
+  users, items = jnp.arange(64) % 50 + 1, jnp.arange(64) % 40 + 1
+  params = xla.init(jax.random.key(0), users, items)
+  assert (jax.tree.structure(fused.init(jax.random.key(0), users, items))
+          == jax.tree.structure(params))
+  loss = lambda model: jax.value_and_grad(lambda p: jnp.sum(
+      jax.nn.log_sigmoid(model.apply(p, users, items))))
+  assert _calls(loss(fused), params) == (1, 1)
+  (lx, gx), (lf, gf) = (jax.jit(loss(m))(params) for m in (xla, fused))
+  np.testing.assert_allclose(lf, lx, rtol=1e-5)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4,
+                                                       atol=1e-7), gf, gx)
+  cands = jnp.arange(1, 41)
+  score = lambda model: model.apply(params, users[:5], cands, method="score")
+  np.testing.assert_allclose(score(fused), score(xla), rtol=1e-5, atol=1e-6)
+
+
+def test_pmap_steps_on_blas_fused_are_the_single_device_step():
+  """8 devices (tests/conftest.py) train NeuMF with the fused tower as one
+  device does: the kernel runs per device, its cores shared."""
+  model = ncf.NeuMF(n_users=50, n_items=40, factors=8, matmul="blas_fused")
+  rng = np.random.default_rng(0)
+  batches = {"user": rng.integers(1, 51, (4, 64)).astype(np.int32),
+             "item": rng.integers(1, 41, (4, 64)).astype(np.int32),
+             "label": rng.integers(0, 2, (4, 64)).astype(np.float32)}
+  params = {}
+  for kind in ("single", "pmap"):
+    launcher = parallel.make_launcher(kind, tasks.pointwise_loss, 64)
+    state = launcher.put_state(setup.create_state(model, optax.adam(0.01),
+                                                  jax.random.key(0)))
+    state, _ = launcher.run(state, launcher.put_batches(batches),
+                            jax.random.key(1))
+    params[kind] = launcher.get_state(state).params
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4,
+                                                       atol=1e-6),
+               params["pmap"], params["single"])
