@@ -35,6 +35,8 @@ every row.  Variant tag: question (files):
       released code's MLP widths on it (code_embed32)
   <F>,row-adam,blas-bf16: that path with bfloat16 products, the bench's
       fastest step, to check that it trains the same models (blas_bf16)
+  <F>,row-adam,blas-fused: that path in float32 with each tower one
+      kernel call each way, the same check (blas_fused)
   <F>,test-trace and <F>,select-on-test: the released code's leaky reading
       of test (test_trace, select_on_test)
   <F>,row-adam,batch=<B>,lr=<L>: the paper's tuning grid, whole at
@@ -330,6 +332,14 @@ def get_sweep():
                     {**_mlp(factors, matmul="blas_bf16"), **kernel}),
                _neumf(mixed, seed, factors,
                       {**kernel, "model.matmul": "blas_bf16"})]
+      # Float32 with each tower's forward and backward pass one MKL kernel
+      # call (model.matmul='blas_fused', jaxrec.kernels.tower): the bench's
+      # fastest float32 step, to check that it trains the same models.
+      fused = f"{variant},row-adam,blas-fused"
+      runs += [_run("MLP-3", fused, seed, factors,
+                    {**_mlp(factors, matmul="blas_fused"), **kernel}),
+               _neumf(fused, seed, factors,
+                      {**kernel, "model.matmul": "blas_fused"})]
       # The released code's MLP widths on that path, and NeuMF-pre from
       # them with the row-adam GMF ('code-embed' above is the plain path,
       # too slow at 32 and 64 factors on a 2-core CPU).
