@@ -5,17 +5,21 @@
 //
 // Per-layer kernel calls (matmul.cc) split each product over the cores and
 // wait for it, nine times a step for a 3-layer tower, with XLA's bias, ReLU
-// and mask ops between them.  Here the batch's rows are split once:
-//   forward: each core takes its rows through every layer (one wait);
-//   backward, phase 1: each core takes its rows of dz_L = g * [a_L > 0]
-//     back through every layer, dz_{i-1} = (dz_i W_i^T) * [a_{i-1} > 0],
-//     to dx = dz_1 W_1^T, summing its rows of dz_i for db_i (one wait);
-//   phase 2: dW_i = a_{i-1}^T dz_i over the whole batch, each core taking
-//     a share of dW_i's rows, and db_i the sum of the parts' sums.
+// and mask ops between them.  Here the batch's rows are split once per pass
+// and each core keeps to its own rows:
+//   forward: each core takes its rows through every layer;
+//   backward: each core takes its rows of dz_L = g * [a_L > 0] back through
+//     every layer, dz_{i-1} = (dz_i W_i^T) * [a_{i-1} > 0], to dx = dz_1
+//     W_1^T, and makes its rows' share of dW_i = a_{i-1}^T dz_i and db_i
+//     (the first core into the outputs, the others into scratch); then the
+//     shares are summed, the cores taking chunks of dW.
+// (A second pass making dW over the whole batch, each core a share of its
+// rows, read the other core's rows of dz and was slower.)
 
 #include <algorithm>
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "cblas.h"
@@ -116,38 +120,47 @@ ffi::Error TowerFwdImpl(ffi::ThreadPool pool, Matrix x,
   return ffi::Error::Success();
 }
 
-// Phase 1 for rows [lo, hi): dz_i into dz[i], dx, and the rows' sums of
-// dz_i into sums[i] (out_i floats each).
-void BackwardRows(const std::vector<Layer>& layers,
+// One core's share of the backward pass's dW_i and db_i (out_i floats).
+struct Share {
+  std::vector<float*> dw, db;
+};
+
+// Rows [lo, hi): dz_i into dz[i], dx, and the rows' share of dW_i and db_i.
+void BackwardRows(const std::vector<Layer>& layers, const float* x,
                   const std::vector<const float*>& acts, const float* g,
                   const std::vector<float*>& dz, float* dx,
-                  const std::vector<float*>& sums, int64_t lo, int64_t hi) {
+                  const Share& share, int64_t lo, int64_t hi) {
   const int64_t n = hi - lo;
   for (size_t i = layers.size(); i-- > 0;) {
     const Layer& l = layers[i];
     float* d = dz[i] + lo * l.out;
     const float* a = acts[i] + lo * l.out;
-    if (i + 1 == layers.size()) {
-      const float* gr = g + lo * l.out;
-      for (int64_t j = 0; j < n * l.out; ++j) d[j] = a[j] > 0.0f ? gr[j] : 0.0f;
-    } else {
-      for (int64_t j = 0; j < n * l.out; ++j) d[j] = a[j] > 0.0f ? d[j] : 0.0f;
-    }
-    std::fill_n(sums[i], l.out, 0.0f);
+    // dz_i: the incoming gradient (g, or dz_{i+1} W_{i+1}^T written here by
+    // the layer above) where the unit was live.
+    const float* in = i + 1 == layers.size() ? g + lo * l.out : d;
+    for (int64_t j = 0; j < n * l.out; ++j) d[j] = a[j] > 0.0f ? in[j] : 0.0f;
+    float* db = share.db[i];
+    std::fill_n(db, l.out, 0.0f);
     for (int64_t r = 0; r < n; ++r) {
-      for (int64_t c = 0; c < l.out; ++c) sums[i][c] += d[r * l.out + c];
+      for (int64_t c = 0; c < l.out; ++c) db[c] += d[r * l.out + c];
     }
-    // The gradient into this layer's input: the rows of dz_{i-1} (before
-    // its mask), or of dx.
+    const float* below = i ? acts[i - 1] + lo * l.in : x + lo * l.in;
+    cblas_sgemm(kRowMajor, kTrans, kNoTrans, int(l.in), int(l.out), int(n),
+                1.0f, below, int(l.in), d, int(l.out), 0.0f, share.dw[i],
+                int(l.out));
+    // The gradient into this layer's input: rows of dz_{i-1} before its
+    // mask, or of dx.
     float* into = i ? dz[i - 1] + lo * l.in : dx + lo * l.in;
     cblas_sgemm(kRowMajor, kNoTrans, kTrans, int(n), int(l.in), int(l.out),
                 1.0f, d, int(l.out), l.w, int(l.out), 0.0f, into, int(l.in));
   }
 }
 
-ffi::Error TowerBwdImpl(ffi::ThreadPool pool, Matrix x,
-                        Matrix g, ffi::RemainingArgs args,
-                        ffi::RemainingRets rets) {
+// Floats of dW per reduction item.
+constexpr int64_t kChunkFloats = 1 << 14;
+
+ffi::Error TowerBwdImpl(ffi::ThreadPool pool, Matrix x, Matrix g,
+                        ffi::RemainingArgs args, ffi::RemainingRets rets) {
   // args: W_1, b_1, ..., W_L, b_L, a_1, ..., a_L; rets: dx, dW_1, db_1, ...
   const int64_t rows = x.dimensions()[0];
   const size_t count = args.size() / 3;
@@ -159,7 +172,7 @@ ffi::Error TowerBwdImpl(ffi::ThreadPool pool, Matrix x,
   auto layers = ReadLayers(args, 0, count, x.dimensions()[1]);
   if (layers.has_error()) return layers.error();
   std::vector<const float*> acts;
-  std::vector<float*> dws, dbs;
+  Share out;
   for (size_t i = 0; i < count; ++i) {
     auto a = args.get<Matrix>(2 * count + i);
     auto dw = rets.get<Matrix>(1 + 2 * i);
@@ -169,8 +182,8 @@ ffi::Error TowerBwdImpl(ffi::ThreadPool pool, Matrix x,
                                          ": expected float32 buffers");
     }
     acts.push_back(a->typed_data());
-    dws.push_back((*dw)->typed_data());
-    dbs.push_back((*db)->typed_data());
+    out.dw.push_back((*dw)->typed_data());
+    out.db.push_back((*db)->typed_data());
   }
   auto dx = rets.get<Matrix>(0);
   if (dx.has_error()) return dx.error();
@@ -179,37 +192,43 @@ ffi::Error TowerBwdImpl(ffi::ThreadPool pool, Matrix x,
     return ffi::Error::Success();
   }
   const int64_t parts = Parts(rows, *layers);
-  // Scratch: every layer's dz (rows, out_i), and each part's column sums.
-  int64_t width = 0;
-  for (const Layer& l : *layers) width += l.out;
+  // Scratch: every layer's dz (rows, out_i), and the shares of parts 1..
+  int64_t width = 0, weights = 0;
+  for (const Layer& l : *layers) { width += l.out; weights += l.in * l.out; }
   thread_local std::vector<float> scratch;
-  scratch.resize(size_t(width * (rows + parts)));
-  std::vector<float*> dz;
-  std::vector<std::vector<float*>> sums(parts);
+  scratch.resize(size_t(rows * width + (parts - 1) * (weights + width)));
   float* at = scratch.data();
+  std::vector<float*> dz;
   for (const Layer& l : *layers) { dz.push_back(at); at += rows * l.out; }
-  for (int64_t p = 0; p < parts; ++p) {
-    for (const Layer& l : *layers) { sums[p].push_back(at); at += l.out; }
+  std::vector<Share> shares{out};
+  for (int64_t p = 1; p < parts; ++p) {
+    Share share;
+    for (const Layer& l : *layers) {
+      share.dw.push_back(at); at += l.in * l.out;
+      share.db.push_back(at); at += l.out;
+    }
+    shares.push_back(std::move(share));
   }
   jaxrec::ParallelFor(pool, parts, [&](int64_t p) {
-    BackwardRows(*layers, acts, g.typed_data(), dz, (*dx)->typed_data(),
-                 sums[p], rows * p / parts, rows * (p + 1) / parts);
+    BackwardRows(*layers, x.typed_data(), acts, g.typed_data(), dz,
+                 (*dx)->typed_data(), shares[p], rows * p / parts,
+                 rows * (p + 1) / parts);
   });
-  // Phase 2: items (layer, share of dW's rows), in layer order: the first
-  // layer, in a halving tower the widest, is claimed first.
-  jaxrec::ParallelFor(pool, int64_t(count) * parts, [&](int64_t item) {
-    const size_t i = size_t(item / parts);
-    const int64_t p = item % parts;
+  if (parts == 1) return ffi::Error::Success();
+  std::vector<std::pair<size_t, int64_t>> chunks;   // (layer, first float)
+  for (size_t i = 0; i < count; ++i) {
     const Layer& l = (*layers)[i];
-    const int64_t lo = l.in * p / parts, hi = l.in * (p + 1) / parts;
-    const float* a = i ? acts[i - 1] : x.typed_data();
-    cblas_sgemm(kRowMajor, kTrans, kNoTrans, int(hi - lo), int(l.out),
-                int(rows), 1.0f, a + lo, int(l.in), dz[i], int(l.out), 0.0f,
-                dws[i] + lo * l.out, int(l.out));
-    if (p == 0) {
-      std::copy_n(sums[0][i], l.out, dbs[i]);
-      for (int64_t q = 1; q < parts; ++q) {
-        for (int64_t c = 0; c < l.out; ++c) dbs[i][c] += sums[q][i][c];
+    for (int64_t j = 0; j < l.in * l.out; j += kChunkFloats) chunks.push_back({i, j});
+  }
+  jaxrec::ParallelFor(pool, int64_t(chunks.size()), [&](int64_t c) {
+    const auto [i, lo] = chunks[c];
+    const Layer& l = (*layers)[i];
+    const int64_t hi = std::min(lo + kChunkFloats, l.in * l.out);
+    for (int64_t p = 1; p < parts; ++p) {
+      const float* from = shares[p].dw[i];
+      for (int64_t j = lo; j < hi; ++j) out.dw[i][j] += from[j];
+      if (lo == 0) {
+        for (int64_t k = 0; k < l.out; ++k) out.db[i][k] += shares[p].db[i][k];
       }
     }
   });
