@@ -10,9 +10,10 @@
     call each (tower.py, tower.cc): Tower(matmul='blas_fused').
 """
 
-from jaxrec.kernels.adam import coefficients, row_adam, row_adam_jnp
+from jaxrec.kernels.adam import (coefficients, row_adam, row_adam_jnp,
+                                 rows_and_slots)
 from jaxrec.kernels.blas import matmul, product
 from jaxrec.kernels.build import library_path, load
 
 __all__ = ["coefficients", "library_path", "load", "matmul", "product",
-           "row_adam", "row_adam_jnp"]
+           "row_adam", "row_adam_jnp", "rows_and_slots"]

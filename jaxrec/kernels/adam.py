@@ -44,7 +44,25 @@ def row_adam_jnp(p, m, v, slot, g, step, inv_sqrt_bc2, b1, b2, eps):
   return p + step * m / (jnp.sqrt(v) * inv_sqrt_bc2 + eps), m, v
 
 
-def row_adam(params, mus, nus, slots, grads, count, lr, *, b1=0.9,
+def rows_and_slots(ids, row_grads, n_rows: int):
+  """Sums the gradients of repeated ids (what the CPU kernel does inside).
+
+  Args:
+    ids: (n,) int table rows looked up; row_grads: (n, dim).
+    n_rows: the table's row count.
+
+  Returns:
+    slot (n_rows,) int32, each row's index into g or -1 where untouched,
+    and g (n, dim), the summed gradient of each distinct touched row.
+  """
+  n = ids.shape[0]
+  slot = jnp.full((n_rows,), -1, jnp.int32).at[ids].set(
+      jnp.arange(n, dtype=jnp.int32))
+  g = jnp.zeros_like(row_grads).at[slot[ids]].add(row_grads)
+  return slot, g
+
+
+def row_adam(params, mus, nus, ids, grads, count, lr, *, b1=0.9,
              b2=0.999, eps=1e-8):
   """One exact dense Adam step on K embedding tables with row-sparse
   gradients.
@@ -53,10 +71,10 @@ def row_adam(params, mus, nus, slots, grads, count, lr, *, b1=0.9,
     params, mus, nus: K-lists of (rows_k, dim_k) float32: the tables and
       their first and second moments.  On the CPU they are updated in
       place: donate them (a jitted train step with its state donated does).
-    slots: K-lists of (rows_k,) int32: row r's gradient is grads[k][slot],
-      or zero where slot is -1.
-    grads: K-lists of (n_k, dim_k) float32, the touched rows' summed
-      gradients.
+    ids: K-lists of (n_k,) int32: the rows the batch looked up, repeats
+      allowed (a dense parameter: every row, 0 .. rows_k - 1).
+    grads: K-lists of (n_k, dim_k) float32, each lookup's row gradient;
+      the gradients of a repeated row are summed.
     count: int32 scalar, the steps taken before this one.
     lr: the learning rate (a float or a scalar array).
 
@@ -69,13 +87,14 @@ def row_adam(params, mus, nus, slots, grads, count, lr, *, b1=0.9,
   # The platform the step is traced for: jaxrec's launchers place the
   # state on jax's default backend.
   if jax.default_backend() != "cpu":
-    out = [row_adam_jnp(*t, step, inv, b1, b2, eps)
-           for t in zip(params, mus, nus, slots, grads)]
+    out = [row_adam_jnp(p, m, v, *rows_and_slots(i, g, p.shape[0]), step,
+                        inv, b1, b2, eps)
+           for p, m, v, i, g in zip(params, mus, nus, ids, grads)]
     return [o[0] for o in out], [o[1] for o in out], [o[2] for o in out]
   build.load("row_adam")
   args, shapes = [], []
-  for p, m, v, s, g in zip(params, mus, nus, slots, grads):
-    args += [p, m, v, s.astype(jnp.int32), g.astype(jnp.float32)]
+  for p, m, v, i, g in zip(params, mus, nus, ids, grads):
+    args += [p, m, v, i.astype(jnp.int32), g.astype(jnp.float32)]
     shapes += [jax.ShapeDtypeStruct(p.shape, jnp.float32)] * 3
   aliases = {1 + 5 * k + i: 3 * k + i for k in range(len(params))
              for i in range(3)}

@@ -12,8 +12,9 @@ a table-sized array (a zero fill and a scatter of the batch's rows) and
 optax would then make three passes over every table. Here every `nn.Embed`
 lookup in the loss is intercepted and given a zero offset (the lookup's
 shape, (B, ..., dim)); the gradient with respect to those offsets is the
-gradient of the rows the batch looked up. Their ids, summed per distinct
-row, feed `jaxrec.kernels.row_adam`, which makes the whole dense Adam step
+gradient of the rows the batch looked up. Their ids and gradients feed
+`jaxrec.kernels.row_adam`, which sums repeated rows and makes the whole
+dense Adam step
 (every row's moments decay, every row moves) in one pass per table. The
 same kernel call steps the other parameters from their whole gradients
 (every row touched), so one multi-threaded pass makes all of Adam's step.
@@ -56,31 +57,13 @@ def _lookups(offsets, seen: list):
   return intercept
 
 
-def rows_and_slots(ids, row_grads, n_rows: int):
-  """Sums the gradients of repeated ids.
-
-  Args:
-    ids: (n,) int table rows looked up; row_grads: (n, dim).
-    n_rows: the table's row count.
-
-  Returns:
-    slot (n_rows,) int32, each row's index into g or -1 where untouched,
-    and g (n, dim), the summed gradient of each distinct touched row.
-  """
-  n = ids.shape[0]
-  slot = jnp.full((n_rows,), -1, jnp.int32).at[ids].set(
-      jnp.arange(n, dtype=jnp.int32))
-  g = jnp.zeros_like(row_grads).at[slot[ids]].add(row_grads)
-  return slot, g
-
-
 def _as_rows(x):
   """x as a 2-D (rows, last axis) view for the kernel; a scalar is (1, 1)."""
   return x.reshape(-1, x.shape[-1]) if x.ndim else x.reshape(1, 1)
 
 
 def _all_rows(g):
-  """(slot, g) of a dense parameter's gradient: every row touched."""
+  """(ids, g) of a dense parameter's gradient: every row, once."""
   g = _as_rows(g)
   return jnp.arange(g.shape[0], dtype=jnp.int32), g
 
@@ -163,12 +146,11 @@ def make_train_step(model, loss_fn, lr: float, axis_name: str | None = None,
                        f"optax.adam, got {type(state).__name__}")
     mu, nu = (traverse_util.flatten_dict(t) for t in (state.mu, state.nu))
     names = list(dense) + keys
-    slots, grads = zip(*(
-        [_all_rows(g_dense[k]) for k in dense] +
-        [rows_and_slots(*rows[k], flat[k].shape[0]) for k in keys]))
+    ids, grads = zip(*([_all_rows(g_dense[k]) for k in dense] +
+                       [rows[k] for k in keys]))
     p, m, v = kernels.row_adam(
         *([_as_rows(tree[k]) for k in names] for tree in (flat, mu, nu)),
-        list(slots), list(grads), state.count, lr, b1=b1, b2=b2, eps=eps)
+        list(ids), list(grads), state.count, lr, b1=b1, b2=b2, eps=eps)
     back = lambda xs: {k: x.reshape(flat[k].shape) for k, x in zip(names, xs)}
     tree = lambda xs: traverse_util.unflatten_dict(back(xs))
     return back(p), (optax.ScaleByAdamState(
