@@ -3,6 +3,10 @@
 // Intel MKL's sgemm (linked statically, sequential).  XLA FFI handlers for
 // the CPU; jaxrec/kernels/build.py links them, tower.py calls them.
 //
+// x comes as blocks of columns, x = [x_1 | ... | x_B] (e.g. a user's and an
+// item's embedding rows), never concatenated: a_1 sums x_b W_1[b's rows],
+// and the backward pass writes each block's dx_b apart.
+//
 // Per-layer kernel calls (matmul.cc) split each product over the cores and
 // wait for it, nine times a step for a 3-layer tower, with XLA's bias, ReLU
 // and mask ops between them.  Here the batch's rows are split once per pass
@@ -33,6 +37,8 @@ namespace {
 // Below this many FLOPs (forward) the batch is not split: waking a pool
 // thread costs more than the split saves (as kSplitFlops in matmul.cc).
 constexpr int64_t kSplitFlops = int64_t{1} << 23;
+// Floats of dW per item when the cores' shares are summed.
+constexpr int64_t kChunkFloats = 1 << 14;
 
 using Matrix = ffi::Buffer<ffi::F32, 2>;
 using Vector = ffi::Buffer<ffi::F32, 1>;
@@ -43,11 +49,37 @@ struct Layer {
   int64_t in, out;
 };
 
+// Columns [offset, offset + width) of a layer's (rows, in) input or its
+// gradient; they meet W's rows [offset, offset + width).
+struct Block {
+  const float* x;   // (rows, width)
+  int64_t width, offset;
+};
+
 int64_t Parts(int64_t rows, const std::vector<Layer>& layers) {
   int64_t flops = 0;
   for (const Layer& l : layers) flops += 2 * rows * l.in * l.out;
   const int64_t cores = std::max<int64_t>(1, std::thread::hardware_concurrency());
   return flops < kSplitFlops ? 1 : std::max<int64_t>(1, std::min(cores, rows));
+}
+
+// The tower's input blocks from args [0, count), each (rows, width).
+ffi::ErrorOr<std::vector<Block>> ReadBlocks(const ffi::RemainingArgs& args,
+                                            size_t count, int64_t rows) {
+  std::vector<Block> blocks;
+  int64_t offset = 0;
+  for (size_t i = 0; i < count; ++i) {
+    auto x = args.get<Matrix>(i);
+    if (x.has_error() || x->dimensions()[0] != rows) {
+      return ffi::Unexpected(ffi::Error::InvalidArgument(
+          "input block " + std::to_string(i) + ": expected float32 (" +
+          std::to_string(rows) + ", width)"));
+    }
+    const int64_t width = x->dimensions()[1];
+    blocks.push_back({x->typed_data(), width, offset});
+    offset += width;
+  }
+  return blocks;
 }
 
 // Reads layers from args [first, first + 2L): W_1, b_1, ..., W_L, b_L, and
@@ -74,36 +106,43 @@ ffi::ErrorOr<std::vector<Layer>> ReadLayers(const ffi::RemainingArgs& args,
   return layers;
 }
 
-// Rows [lo, hi) of x (rows, in_0) through every layer into acts[i].
-void ForwardRows(const float* x, const std::vector<Layer>& layers,
+// Rows [lo, hi) through every layer into acts[i] (rows, out_i).
+void ForwardRows(const std::vector<Block>& inputs,
+                 const std::vector<Layer>& layers,
                  const std::vector<float*>& acts, int64_t lo, int64_t hi) {
-  const float* prev = x;
+  const int64_t n = hi - lo;
   for (size_t i = 0; i < layers.size(); ++i) {
     const Layer& l = layers[i];
     float* out = acts[i] + lo * l.out;
-    for (int64_t r = lo; r < hi; ++r) {
-      std::copy_n(l.b, l.out, out + (r - lo) * l.out);
+    for (int64_t r = 0; r < n; ++r) std::copy_n(l.b, l.out, out + r * l.out);
+    const std::vector<Block> below =
+        i ? std::vector<Block>{{acts[i - 1], l.in, 0}} : inputs;
+    for (const Block& x : below) {
+      cblas_sgemm(kRowMajor, kNoTrans, kNoTrans, int(n), int(l.out),
+                  int(x.width), 1.0f, x.x + lo * x.width, int(x.width),
+                  l.w + x.offset * l.out, int(l.out), 1.0f, out, int(l.out));
     }
-    cblas_sgemm(kRowMajor, kNoTrans, kNoTrans, int(hi - lo), int(l.out),
-                int(l.in), 1.0f, prev + lo * l.in, int(l.in), l.w,
-                int(l.out), 1.0f, out, int(l.out));
-    for (int64_t j = 0; j < (hi - lo) * l.out; ++j) {
-      out[j] = std::max(out[j], 0.0f);
-    }
-    prev = acts[i];
+    for (int64_t j = 0; j < n * l.out; ++j) out[j] = std::max(out[j], 0.0f);
   }
 }
 
-ffi::Error TowerFwdImpl(ffi::ThreadPool pool, Matrix x,
-                        ffi::RemainingArgs params, ffi::RemainingRets rets) {
-  const int64_t rows = x.dimensions()[0];
-  const size_t count = params.size() / 2;
-  if (params.size() % 2 || rets.size() != count) {
+ffi::Error TowerFwdImpl(ffi::ThreadPool pool, ffi::RemainingArgs args,
+                        ffi::RemainingRets rets, int64_t num_blocks) {
+  // args: x_1, ..., x_B, W_1, b_1, ..., W_L, b_L; rets: a_1, ..., a_L.
+  const size_t count = (args.size() - size_t(num_blocks)) / 2;
+  if (num_blocks < 1 || args.size() < size_t(num_blocks) ||
+      (args.size() - num_blocks) % 2 || rets.size() != count) {
     return ffi::Error::InvalidArgument(
-        "expected x, then a kernel and a bias per layer, and one result per "
-        "layer");
+        "expected num_blocks input blocks, then a kernel and a bias per "
+        "layer, and one result per layer");
   }
-  auto layers = ReadLayers(params, 0, count, x.dimensions()[1]);
+  auto first = args.get<Matrix>(0);
+  if (first.has_error()) return first.error();
+  const int64_t rows = first->dimensions()[0];
+  auto inputs = ReadBlocks(args, num_blocks, rows);
+  if (inputs.has_error()) return inputs.error();
+  const int64_t width = inputs->back().offset + inputs->back().width;
+  auto layers = ReadLayers(args, num_blocks, count, width);
   if (layers.has_error()) return layers.error();
   std::vector<float*> acts;
   for (size_t i = 0; i < count; ++i) {
@@ -114,7 +153,7 @@ ffi::Error TowerFwdImpl(ffi::ThreadPool pool, Matrix x,
   if (rows == 0 || count == 0) return ffi::Error::Success();
   const int64_t parts = Parts(rows, *layers);
   jaxrec::ParallelFor(pool, parts, [&](int64_t p) {
-    ForwardRows(x.typed_data(), *layers, acts, rows * p / parts,
+    ForwardRows(*inputs, *layers, acts, rows * p / parts,
                 rows * (p + 1) / parts);
   });
   return ffi::Error::Success();
@@ -125,11 +164,14 @@ struct Share {
   std::vector<float*> dw, db;
 };
 
-// Rows [lo, hi): dz_i into dz[i], dx, and the rows' share of dW_i and db_i.
-void BackwardRows(const std::vector<Layer>& layers, const float* x,
+// Rows [lo, hi): dz_i into dz[i], each dx_b into dxs[b] (rows, width_b),
+// and the rows' share of dW_i and db_i.
+void BackwardRows(const std::vector<Block>& inputs,
+                  const std::vector<float*>& dxs,
+                  const std::vector<Layer>& layers,
                   const std::vector<const float*>& acts, const float* g,
-                  const std::vector<float*>& dz, float* dx,
-                  const Share& share, int64_t lo, int64_t hi) {
+                  const std::vector<float*>& dz, const Share& share,
+                  int64_t lo, int64_t hi) {
   const int64_t n = hi - lo;
   for (size_t i = layers.size(); i-- > 0;) {
     const Layer& l = layers[i];
@@ -144,39 +186,56 @@ void BackwardRows(const std::vector<Layer>& layers, const float* x,
     for (int64_t r = 0; r < n; ++r) {
       for (int64_t c = 0; c < l.out; ++c) db[c] += d[r * l.out + c];
     }
-    const float* below = i ? acts[i - 1] + lo * l.in : x + lo * l.in;
-    cblas_sgemm(kRowMajor, kTrans, kNoTrans, int(l.in), int(l.out), int(n),
-                1.0f, below, int(l.in), d, int(l.out), 0.0f, share.dw[i],
-                int(l.out));
-    // The gradient into this layer's input: rows of dz_{i-1} before its
-    // mask, or of dx.
-    float* into = i ? dz[i - 1] + lo * l.in : dx + lo * l.in;
-    cblas_sgemm(kRowMajor, kNoTrans, kTrans, int(n), int(l.in), int(l.out),
-                1.0f, d, int(l.out), l.w, int(l.out), 0.0f, into, int(l.in));
+    // Per block of the layer's input: its share of dW_i's rows, and the
+    // gradient into it (rows of dz_{i-1} before its mask, or of dx_b).
+    const std::vector<Block> below =
+        i ? std::vector<Block>{{acts[i - 1], l.in, 0}} : inputs;
+    for (size_t k = 0; k < below.size(); ++k) {
+      const Block& x = below[k];
+      float* into = i ? dz[i - 1] : dxs[k];
+      cblas_sgemm(kRowMajor, kTrans, kNoTrans, int(x.width), int(l.out),
+                  int(n), 1.0f, x.x + lo * x.width, int(x.width), d,
+                  int(l.out), 0.0f, share.dw[i] + x.offset * l.out,
+                  int(l.out));
+      cblas_sgemm(kRowMajor, kNoTrans, kTrans, int(n), int(x.width),
+                  int(l.out), 1.0f, d, int(l.out), l.w + x.offset * l.out,
+                  int(l.out), 0.0f, into + lo * x.width, int(x.width));
+    }
   }
 }
 
-// Floats of dW per reduction item.
-constexpr int64_t kChunkFloats = 1 << 14;
-
-ffi::Error TowerBwdImpl(ffi::ThreadPool pool, Matrix x, Matrix g,
-                        ffi::RemainingArgs args, ffi::RemainingRets rets) {
-  // args: W_1, b_1, ..., W_L, b_L, a_1, ..., a_L; rets: dx, dW_1, db_1, ...
-  const int64_t rows = x.dimensions()[0];
-  const size_t count = args.size() / 3;
-  if (args.size() % 3 || rets.size() != 1 + 2 * count) {
+ffi::Error TowerBwdImpl(ffi::ThreadPool pool, ffi::RemainingArgs args,
+                        ffi::RemainingRets rets, int64_t num_blocks) {
+  // args: x_1, ..., x_B, g, W_1, b_1, ..., W_L, b_L, a_1, ..., a_L;
+  // rets: dx_1, ..., dx_B, dW_1, db_1, ..., dW_L, db_L.
+  const size_t rest = args.size() - std::min(args.size(), size_t(num_blocks) + 1);
+  const size_t count = rest / 3;
+  if (num_blocks < 1 || args.size() < size_t(num_blocks) + 1 || rest % 3 ||
+      rets.size() != size_t(num_blocks) + 2 * count) {
     return ffi::Error::InvalidArgument(
-        "expected x, g, a kernel and bias per layer, each layer's output, "
-        "and dx plus a kernel and bias gradient per layer");
+        "expected num_blocks input blocks, g, a kernel and bias per layer, "
+        "each layer's output, and each block's dx plus a kernel and bias "
+        "gradient per layer");
   }
-  auto layers = ReadLayers(args, 0, count, x.dimensions()[1]);
+  auto first = args.get<Matrix>(0);
+  auto g = args.get<Matrix>(num_blocks);
+  if (first.has_error()) return first.error();
+  if (g.has_error()) return g.error();
+  const int64_t rows = first->dimensions()[0];
+  auto inputs = ReadBlocks(args, num_blocks, rows);
+  if (inputs.has_error()) return inputs.error();
+  const int64_t width = inputs->back().offset + inputs->back().width;
+  auto layers = ReadLayers(args, num_blocks + 1, count, width);
   if (layers.has_error()) return layers.error();
+  if (count == 0) {
+    return ffi::Error::InvalidArgument("a tower of no layers has no kernel");
+  }
   std::vector<const float*> acts;
   Share out;
   for (size_t i = 0; i < count; ++i) {
-    auto a = args.get<Matrix>(2 * count + i);
-    auto dw = rets.get<Matrix>(1 + 2 * i);
-    auto db = rets.get<Vector>(2 + 2 * i);
+    auto a = args.get<Matrix>(num_blocks + 1 + 2 * count + i);
+    auto dw = rets.get<Matrix>(num_blocks + 2 * i);
+    auto db = rets.get<Vector>(num_blocks + 2 * i + 1);
     if (a.has_error() || dw.has_error() || db.has_error()) {
       return ffi::Error::InvalidArgument("layer " + std::to_string(i) +
                                          ": expected float32 buffers");
@@ -185,18 +244,18 @@ ffi::Error TowerBwdImpl(ffi::ThreadPool pool, Matrix x, Matrix g,
     out.dw.push_back((*dw)->typed_data());
     out.db.push_back((*db)->typed_data());
   }
-  auto dx = rets.get<Matrix>(0);
-  if (dx.has_error()) return dx.error();
-  if (count == 0) {
-    std::copy_n(g.typed_data(), rows * x.dimensions()[1], (*dx)->typed_data());
-    return ffi::Error::Success();
+  std::vector<float*> dxs;
+  for (int64_t b = 0; b < num_blocks; ++b) {
+    auto dx = rets.get<Matrix>(b);
+    if (dx.has_error()) return dx.error();
+    dxs.push_back((*dx)->typed_data());
   }
   const int64_t parts = Parts(rows, *layers);
   // Scratch: every layer's dz (rows, out_i), and the shares of parts 1..
-  int64_t width = 0, weights = 0;
-  for (const Layer& l : *layers) { width += l.out; weights += l.in * l.out; }
+  int64_t outs = 0, weights = 0;
+  for (const Layer& l : *layers) { outs += l.out; weights += l.in * l.out; }
   thread_local std::vector<float> scratch;
-  scratch.resize(size_t(rows * width + (parts - 1) * (weights + width)));
+  scratch.resize(size_t(rows * outs + (parts - 1) * (weights + outs)));
   float* at = scratch.data();
   std::vector<float*> dz;
   for (const Layer& l : *layers) { dz.push_back(at); at += rows * l.out; }
@@ -210,9 +269,8 @@ ffi::Error TowerBwdImpl(ffi::ThreadPool pool, Matrix x, Matrix g,
     shares.push_back(std::move(share));
   }
   jaxrec::ParallelFor(pool, parts, [&](int64_t p) {
-    BackwardRows(*layers, x.typed_data(), acts, g.typed_data(), dz,
-                 (*dx)->typed_data(), shares[p], rows * p / parts,
-                 rows * (p + 1) / parts);
+    BackwardRows(*inputs, dxs, *layers, acts, g->typed_data(), dz, shares[p],
+                 rows * p / parts, rows * (p + 1) / parts);
   });
   if (parts == 1) return ffi::Error::Success();
   std::vector<std::pair<size_t, int64_t>> chunks;   // (layer, first float)
@@ -240,14 +298,13 @@ ffi::Error TowerBwdImpl(ffi::ThreadPool pool, Matrix x, Matrix g,
 XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxrecTowerFwd, TowerFwdImpl,
                               ffi::Ffi::Bind()
                                   .Ctx<ffi::ThreadPool>()
-                                  .Arg<Matrix>()
                                   .RemainingArgs()
-                                  .RemainingRets());
+                                  .RemainingRets()
+                                  .Attr<int64_t>("num_blocks"));
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxrecTowerBwd, TowerBwdImpl,
                               ffi::Ffi::Bind()
                                   .Ctx<ffi::ThreadPool>()
-                                  .Arg<Matrix>()
-                                  .Arg<Matrix>()
                                   .RemainingArgs()
-                                  .RemainingRets());
+                                  .RemainingRets()
+                                  .Attr<int64_t>("num_blocks"));

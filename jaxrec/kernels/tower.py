@@ -1,7 +1,10 @@
 """A whole float32 ReLU tower in one CPU kernel call forward, one backward.
 
-`tower(x, kernels, biases)` is a_L for a_i = relu(a_{i-1} W_i + b_i),
-a_0 = x: the output of jaxrec.models.layers.Tower.  tower.cc computes it
+`tower(xs, kernels, biases)` is a_L for a_i = relu(a_{i-1} W_i + b_i),
+a_0 = x = concatenate(xs, -1): the output of jaxrec.models.layers.Tower.
+x comes as its blocks of columns (e.g. a user's and an item's embedding
+rows), which the kernel never concatenates: it sums the blocks' products
+with W_1's rows and returns each block's gradient apart.  tower.cc computes it
 with Intel MKL's sgemm, splitting the batch's rows between the cores once
 for the whole forward pass and twice for the backward pass, where
 per-layer kernel calls (blas.py) wait for the cores after every product
@@ -27,78 +30,87 @@ from jaxrec.kernels import blas, build
 MIN_FLOPS = 1 << 23
 
 
-def lax_tower(x: jax.Array, kernels: Sequence[jax.Array],
+def lax_tower(xs: Sequence[jax.Array], kernels: Sequence[jax.Array],
               biases: Sequence[jax.Array]) -> jax.Array:
-  """The tower by lax: x (B, D_0), kernels (D_{i-1}, D_i), biases (D_i,)
-  -> (B, D_L)."""
+  """The tower by lax: xs (B, D_0b) blocks of x, kernels (D_{i-1}, D_i),
+  biases (D_i,) -> (B, D_L)."""
+  x = jnp.concatenate(xs, axis=-1) if len(xs) > 1 else xs[0]
   for w, b in zip(kernels, biases):
     x = jax.nn.relu(lax.dot(x, w) + b[None, :])
   return x
 
 
-def _forward(x, kernels, biases):
+def _params(kernels, biases):
+  return [p for pair in zip(kernels, biases) for p in pair]
+
+
+def _forward(xs, kernels, biases):
   """Every layer's output a_1 .. a_L, each (B, D_i)."""
   build.load("tower")
-  shapes = [jax.ShapeDtypeStruct((x.shape[0], w.shape[1]), jnp.float32)
+  shapes = [jax.ShapeDtypeStruct((xs[0].shape[0], w.shape[1]), jnp.float32)
             for w in kernels]
   call = jax.ffi.ffi_call("jaxrec_tower_fwd", shapes,
                           vmap_method="sequential")
-  params = [p for pair in zip(kernels, biases) for p in pair]
-  return call(x, *params)
+  return call(*xs, *_params(kernels, biases), num_blocks=len(xs))
 
 
-def _backward(x, kernels, biases, acts, g):
-  """(dx, dW_1, db_1, ..., dW_L, db_L) for the output's cotangent g."""
-  shapes = [jax.ShapeDtypeStruct(x.shape, jnp.float32)]
-  for w, b in zip(kernels, biases):
-    shapes += [jax.ShapeDtypeStruct(w.shape, jnp.float32),
-               jax.ShapeDtypeStruct(b.shape, jnp.float32)]
+def _backward(xs, kernels, biases, acts, g):
+  """(dx_1, ..., dx_B, dW_1, db_1, ..., dW_L, db_L) for the output's
+  cotangent g."""
+  shapes = [jax.ShapeDtypeStruct(x.shape, jnp.float32) for x in xs]
+  shapes += [jax.ShapeDtypeStruct(p.shape, jnp.float32)
+             for p in _params(kernels, biases)]
   call = jax.ffi.ffi_call("jaxrec_tower_bwd", shapes,
                           vmap_method="sequential")
-  params = [p for pair in zip(kernels, biases) for p in pair]
-  return call(x, g, *params, *acts)
+  return call(*xs, g, *_params(kernels, biases), *acts,
+              num_blocks=len(xs))
 
 
 @jax.custom_vjp
-def _tower(x, kernels, biases):
-  return _forward(x, kernels, biases)[-1]
+def _tower(xs, kernels, biases):
+  return _forward(xs, kernels, biases)[-1]
 
 
-def _tower_fwd(x, kernels, biases):
-  acts = _forward(x, kernels, biases)
-  return acts[-1], (x, kernels, biases, acts)
+def _tower_fwd(xs, kernels, biases):
+  acts = _forward(xs, kernels, biases)
+  return acts[-1], (xs, kernels, biases, acts)
 
 
 def _tower_bwd(saved, g):
-  x, kernels, biases, acts = saved
-  dx, *grads = _backward(x, kernels, biases, acts, g)
-  return dx, tuple(grads[0::2]), tuple(grads[1::2])
+  xs, kernels, biases, acts = saved
+  grads = _backward(xs, kernels, biases, acts, g)
+  dxs, rest = tuple(grads[:len(xs)]), grads[len(xs):]
+  return dxs, tuple(rest[0::2]), tuple(rest[1::2])
 
 
 _tower.defvjp(_tower_fwd, _tower_bwd)
 
 
-def runs(x: jax.Array, kernels: Sequence[jax.Array]) -> bool:
-  """Whether `tower` takes x (B, D_0) through these kernels by the
-  kernel: float32 on the CPU, MKL installed, at least MIN_FLOPS forward."""
-  flops = sum(2 * x.shape[0] * w.shape[0] * w.shape[1] for w in kernels)
-  return (bool(kernels) and jax.default_backend() == "cpu"
-          and x.ndim == 2 and flops >= MIN_FLOPS and blas.available()
-          and all(a.dtype == jnp.float32 for a in (x, *kernels)))
+def runs(xs: Sequence[jax.Array], kernels: Sequence[jax.Array]) -> bool:
+  """Whether `tower` takes xs through these kernels by the kernel: float32
+  2-D blocks on the CPU, MKL installed, at least MIN_FLOPS forward."""
+  rows = xs[0].shape[0] if xs else 0
+  flops = sum(2 * rows * w.shape[0] * w.shape[1] for w in kernels)
+  return (bool(kernels) and bool(xs) and jax.default_backend() == "cpu"
+          and all(x.ndim == 2 and x.shape[0] == rows for x in xs)
+          and flops >= MIN_FLOPS and blas.available()
+          and all(a.dtype == jnp.float32 for a in (*xs, *kernels)))
 
 
-def tower(x: jax.Array, kernels: Sequence[jax.Array],
+def tower(xs: Sequence[jax.Array], kernels: Sequence[jax.Array],
           biases: Sequence[jax.Array]) -> jax.Array:
-  """relu(... relu(x W_1 + b_1) ... W_L + b_L), differentiable.
+  """relu(... relu(x W_1 + b_1) ... W_L + b_L), differentiable, for
+  x = concatenate(xs, -1).
 
   Args:
-    x: (B, D_0) float32.
+    xs: the blocks of x, each (B, D_0b) float32, their widths summing to
+      D_0 (one block: x itself).
     kernels: L arrays (D_{i-1}, D_i), float32.
     biases: L arrays (D_i,), float32.
   Returns:
     (B, D_L) float32: by the kernel where it `runs`, else by lax.
   """
-  kernels, biases = tuple(kernels), tuple(biases)
-  if runs(x, kernels):
-    return _tower(x, kernels, biases)
-  return lax_tower(x, kernels, biases)
+  xs, kernels, biases = tuple(xs), tuple(kernels), tuple(biases)
+  if runs(xs, kernels):
+    return _tower(xs, kernels, biases)
+  return lax_tower(xs, kernels, biases)

@@ -64,20 +64,27 @@ class Tower(nn.Module):
 
   def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
     """(..., D_in) -> (..., widths[-1])."""
-    if not self.widths:
-      return x
-    if (self.matmul == "blas_fused" and not self.is_initializing()
-        and not (self.dropout and train)):
-      return self._fused(x)
-    return self.after_first(self.dense[0](x), train)
+    return self.concatenated([x], train)
 
-  def _fused(self, x: jnp.ndarray) -> jnp.ndarray:
-    """The tower by jaxrec.kernels.tower on x flattened to (B, D_in)."""
+  def concatenated(self, xs: Sequence[jnp.ndarray], train: bool = False
+                   ) -> jnp.ndarray:
+    """The tower of jnp.concatenate(xs, -1), xs each (..., D_b): with
+    matmul='blas_fused' the kernel takes the blocks as they are and never
+    builds the concatenation (nor splits its gradient)."""
+    if (self.widths and self.matmul == "blas_fused"
+        and not self.is_initializing() and not (self.dropout and train)):
+      return self._fused(xs)
+    x = xs[0] if len(xs) == 1 else jnp.concatenate(xs, axis=-1)
+    return self.after_first(self.dense[0](x), train) if self.widths else x
+
+  def _fused(self, xs: Sequence[jnp.ndarray]) -> jnp.ndarray:
+    """The tower by jaxrec.kernels.tower on xs flattened to (B, D_b)."""
     layers = [d.variables["params"] for d in self.dense]
-    out = tower.tower(x.reshape(-1, x.shape[-1]),
+    lead = xs[0].shape[:-1]
+    out = tower.tower([x.reshape(-1, x.shape[-1]) for x in xs],
                       [p["kernel"] for p in layers],
                       [p["bias"] for p in layers])
-    return out.reshape(x.shape[:-1] + out.shape[-1:])
+    return out.reshape(lead + out.shape[-1:])
 
   def after_first(self, h: jnp.ndarray, train: bool = False) -> jnp.ndarray:
     """The rest of the tower from the first layer's pre-activation h."""

@@ -113,8 +113,8 @@ class MLP(nn.Module):
 
   def hidden(self, users, items):
     """(B, F): the tower's output for pairs."""
-    return self.tower(jnp.concatenate(
-        [self.user_embed(users), self.item_embed(items)], axis=-1))
+    return self.tower.concatenated(
+        [self.user_embed(users), self.item_embed(items)])
 
   def hidden_grid(self, users, candidates):
     """(B, N, F) for users (B,) and candidates (N,) or (B, N)."""
@@ -160,8 +160,8 @@ class NeuMF(nn.Module):
   def __call__(self, users, items, train: bool = False):
     """Logits (B,) for users (B,), items (B,)."""
     gmf = self.gmf_user_embed(users) * self.gmf_item_embed(items)
-    mlp = self.tower(jnp.concatenate(
-        [self.mlp_user_embed(users), self.mlp_item_embed(items)], axis=-1))
+    mlp = self.tower.concatenated(
+        [self.mlp_user_embed(users), self.mlp_item_embed(items)])
     return self.out(jnp.concatenate([gmf, mlp], axis=-1))[:, 0]
 
   def score(self, users, candidates):
