@@ -128,7 +128,7 @@ ffi::Error RowAdamImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> scalars,
   }
   if (args.size() % 5 || rets.size() * 5 != args.size() * 3) {
     return ffi::Error::InvalidArgument(
-        "expected 5 inputs (p, m, v, slot, g) and 3 outputs per table");
+        "expected 5 inputs (p, m, v, ids, g) and 3 outputs per table");
   }
   // Per table, on this thread: its slots and summed repeated rows.
   thread_local std::vector<std::vector<int32_t>> slots;

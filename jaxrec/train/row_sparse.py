@@ -14,10 +14,10 @@ lookup in the loss is intercepted and given a zero offset (the lookup's
 shape, (B, ..., dim)); the gradient with respect to those offsets is the
 gradient of the rows the batch looked up. Their ids and gradients feed
 `jaxrec.kernels.row_adam`, which sums repeated rows and makes the whole
-dense Adam step
-(every row's moments decay, every row moves) in one pass per table. The
-same kernel call steps the other parameters from their whole gradients
-(every row touched), so one multi-threaded pass makes all of Adam's step.
+dense Adam step (every row's moments decay, every row moves) in one pass
+per table. The same kernel call steps the other parameters from their
+whole gradients (every row touched), so one multi-threaded pass makes all
+of Adam's step.
 With SGD, the other parameters take optax.sgd.
 
 Only models whose tables are read through `nn.Embed.__call__` alone may
