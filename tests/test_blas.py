@@ -11,7 +11,7 @@ import pytest
 from jax import lax
 
 from jaxrec import kernels, parallel
-from jaxrec.kernels import blas, build
+from jaxrec.kernels import blas, build, tower
 from jaxrec.models import matmul, ncf
 from jaxrec.train import setup, tasks
 
@@ -24,8 +24,10 @@ DENSE = (((2,), (0,)), ((), ()))
 @pytest.fixture(autouse=True)
 def kernel_for_every_size(monkeypatch):
   """Small shapes keep these tests fast: let them reach the kernel too
-  (test_small_products_stay_on_lax checks the size rule itself)."""
+  (test_small_products_stay_on_lax checks the size rule itself); the same
+  for the fused tower (tests/test_tower.py)."""
   monkeypatch.setattr(blas, "MIN_FLOPS", 0)
+  monkeypatch.setattr(tower, "MIN_FLOPS", 0)
 
 
 def _rand(key, shape, dtype=jnp.float32):
@@ -143,8 +145,8 @@ def test_blas_bf16_dense_layer_is_the_product_of_rounded_inputs(
   np.testing.assert_allclose(dw, x2.T @ g2, rtol=1e-5, atol=1e-4)
 
 
-def _kernel_calls(f, *args) -> int:
-  return jax.jit(f).lower(*args).as_text().count("jaxrec_matmul")
+def _kernel_calls(f, *args, target="jaxrec_matmul") -> int:
+  return jax.jit(f).lower(*args).as_text().count(target)
 
 
 def test_a_dense_layer_and_its_gradient_are_three_kernel_calls():
@@ -158,9 +160,12 @@ def test_a_dense_layer_and_its_gradient_are_three_kernel_calls():
 
 
 @pytest.mark.parametrize("cls", [ncf.MLP, ncf.NeuMF])
-def test_ncf_towers_on_blas_are_the_same_model(cls):
+@pytest.mark.parametrize("kind,target,calls", [
+    ("blas", "jaxrec_matmul", 3),           # a kernel call per layer
+    ("blas_fused", "jaxrec_tower_fwd", 1)])  # one for the whole tower
+def test_ncf_towers_on_blas_are_the_same_model(cls, kind, target, calls):
   xla = cls(n_users=50, n_items=40, factors=8, layers=3)
-  mkl = xla.clone(matmul="blas")
+  mkl = xla.clone(matmul=kind)
   users, items = jnp.arange(64) % 50 + 1, jnp.arange(64) % 40 + 1
   params = xla.init(jax.random.key(0), users, items)
   assert (jax.tree.structure(mkl.init(jax.random.key(0), users, items))
@@ -174,7 +179,8 @@ def test_ncf_towers_on_blas_are_the_same_model(cls):
   cands = jnp.arange(1, 41)
   score = lambda model: model.apply(params, users[:5], cands, method="score")
   np.testing.assert_allclose(score(mkl), score(xla), rtol=1e-5, atol=1e-6)
-  assert _kernel_calls(lambda p: mkl.apply(p, users, items), params) == 3
+  assert _kernel_calls(lambda p: mkl.apply(p, users, items), params,
+                       target=target) == calls
 
 
 @pytest.mark.parametrize("cls", [ncf.MLP, ncf.NeuMF])
@@ -245,11 +251,13 @@ def test_flax_dense_accepts_it():
 
 
 @pytest.mark.parametrize("launcher_kind", ["pmap", "mesh"])
-def test_multi_device_steps_on_blas_are_the_single_device_step(launcher_kind):
-  """8 devices (tests/conftest.py) train NeuMF with MKL's products as one
-  device does: the kernel runs per device under pmap, and inside the mesh
-  launcher's jit over a sharded batch."""
-  model = ncf.NeuMF(n_users=50, n_items=40, factors=8, matmul="blas")
+@pytest.mark.parametrize("kind", ["blas", "blas_fused"])
+def test_multi_device_steps_on_blas_are_the_single_device_step(launcher_kind,
+                                                               kind):
+  """8 devices (tests/conftest.py) train NeuMF with MKL's products (per
+  layer, or the fused tower) as one device does: the kernel runs per device
+  under pmap, and inside the mesh launcher's jit over a sharded batch."""
+  model = ncf.NeuMF(n_users=50, n_items=40, factors=8, matmul=kind)
   rng = np.random.default_rng(0)
   batches = {"user": rng.integers(1, 51, (4, 64)).astype(np.int32),
              "item": rng.integers(1, 41, (4, 64)).astype(np.int32),

@@ -1,17 +1,15 @@
 """The fused tower kernel (jaxrec.kernels.tower) is the ReLU tower lax
-computes, forward and backward, on one core and split over the cores, and
-the NCF models on `matmul='blas_fused'` are the same models."""
+computes, forward and backward, on one core and split over the cores.  (The
+NCF models on `matmul='blas_fused'`, one device and eight, are checked with
+the per-layer kernel's in tests/test_blas.py.)"""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
 
-from jaxrec import parallel
 from jaxrec.kernels import blas, build, tower
-from jaxrec.models import layers, ncf
-from jaxrec.train import setup, tasks
+from jaxrec.models import layers
 
 pytestmark = pytest.mark.skipif(
     not blas.available(), reason="MKL not installed (pip install -e '.[mkl]')")
@@ -132,44 +130,3 @@ def test_a_tower_flattens_leading_axes_and_keeps_dropout_layers():
   assert _calls(train(fused), params) == (0, 0)
   np.testing.assert_allclose(train(fused)(params), train(plain)(params),
                              rtol=1e-5, atol=1e-6)
-
-
-@pytest.mark.parametrize("cls", [ncf.MLP, ncf.NeuMF])
-def test_ncf_towers_on_blas_fused_are_the_same_model(cls):
-  xla = cls(n_users=50, n_items=40, factors=8, layers=3)
-  fused = xla.clone(matmul="blas_fused")
-  users, items = jnp.arange(64) % 50 + 1, jnp.arange(64) % 40 + 1
-  params = xla.init(jax.random.key(0), users, items)
-  assert (jax.tree.structure(fused.init(jax.random.key(0), users, items))
-          == jax.tree.structure(params))
-  loss = lambda model: jax.value_and_grad(lambda p: jnp.sum(
-      jax.nn.log_sigmoid(model.apply(p, users, items))))
-  assert _calls(loss(fused), params) == (1, 1)
-  (lx, gx), (lf, gf) = (jax.jit(loss(m))(params) for m in (xla, fused))
-  np.testing.assert_allclose(lf, lx, rtol=1e-5)
-  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4,
-                                                       atol=1e-7), gf, gx)
-  cands = jnp.arange(1, 41)
-  score = lambda model: model.apply(params, users[:5], cands, method="score")
-  np.testing.assert_allclose(score(fused), score(xla), rtol=1e-5, atol=1e-6)
-
-
-def test_pmap_steps_on_blas_fused_are_the_single_device_step():
-  """8 devices (tests/conftest.py) train NeuMF with the fused tower as one
-  device does: the kernel runs per device, its cores shared."""
-  model = ncf.NeuMF(n_users=50, n_items=40, factors=8, matmul="blas_fused")
-  rng = np.random.default_rng(0)
-  batches = {"user": rng.integers(1, 51, (4, 64)).astype(np.int32),
-             "item": rng.integers(1, 41, (4, 64)).astype(np.int32),
-             "label": rng.integers(0, 2, (4, 64)).astype(np.float32)}
-  params = {}
-  for kind in ("single", "pmap"):
-    launcher = parallel.make_launcher(kind, tasks.pointwise_loss, 64)
-    state = launcher.put_state(setup.create_state(model, optax.adam(0.01),
-                                                  jax.random.key(0)))
-    state, _ = launcher.run(state, launcher.put_batches(batches),
-                            jax.random.key(1))
-    params[kind] = launcher.get_state(state).params
-  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4,
-                                                       atol=1e-6),
-               params["pmap"], params["single"])
