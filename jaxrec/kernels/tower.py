@@ -4,9 +4,9 @@
 a_0 = x = concatenate(xs, -1): the output of jaxrec.models.layers.Tower.
 x comes as its blocks of columns (e.g. a user's and an item's embedding
 rows), which the kernel never concatenates: it sums the blocks' products
-with W_1's rows and returns each block's gradient apart.  tower.cc computes it
-with Intel MKL's sgemm, splitting the batch's rows between the cores once
-for the whole forward pass and twice for the backward pass, where
+with W_1's rows and returns each block's gradient apart.  tower.cc computes
+it with Intel MKL's sgemm, splitting the batch's rows between the cores
+once per pass (the backward pass then sums the cores' shares of dW), where
 per-layer kernel calls (blas.py) wait for the cores after every product
 and leave the bias, ReLU and mask to XLA between them.  It is
 `model.matmul='blas_fused'`; MKL is the optional dependency of
