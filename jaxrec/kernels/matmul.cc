@@ -93,7 +93,7 @@ void SplitGemm(ffi::ThreadPool& pool, bool transpose_a, bool transpose_b,
                int64_t m, int64_t n, int64_t k, const float* pa, int lda,
                const float* pb, int64_t b_size, int ldb, bool bf16,
                float* out) {
-  const int64_t cores = std::max<int64_t>(1, std::thread::hardware_concurrency());
+  const int64_t cores = jaxrec::Cores();
   const int64_t split = bf16 ? kSplitFlopsBf16 : kSplitFlops;
   const int64_t parts = 2 * m * n * k < split ? 1 : std::min(cores, m);
   const int ta = transpose_a ? kTrans : kNoTrans;

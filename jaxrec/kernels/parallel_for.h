@@ -1,6 +1,6 @@
-// ParallelFor: the work items [0, n) shared out between the calling thread
-// and XLA's CPU thread pool, one thread per core.  Used by every kernel in
-// this directory.
+// Cores (the machine's core count) and ParallelFor (the work items [0, n)
+// shared out between the calling thread and XLA's CPU thread pool, one
+// thread per core).  Used by every kernel in this directory.
 #ifndef JAXREC_KERNELS_PARALLEL_FOR_H_
 #define JAXREC_KERNELS_PARALLEL_FOR_H_
 
@@ -22,6 +22,11 @@ namespace jaxrec {
 // works too and waits only for items that running threads have claimed, so
 // it never waits on a task that has not started.  fn runs only on items
 // claimed before ParallelFor returns, so it may refer to the caller's data.
+// The cores the kernels share work between (at least 1).
+inline int64_t Cores() {
+  return std::max<int64_t>(1, std::thread::hardware_concurrency());
+}
+
 template <typename Fn>
 void ParallelFor(xla::ffi::ThreadPool& pool, int64_t n, Fn fn) {
   struct Job {
@@ -38,7 +43,7 @@ void ParallelFor(xla::ffi::ThreadPool& pool, int64_t n, Fn fn) {
   };
   if (n <= 0) return;
   auto job = std::make_shared<Job>(std::move(fn), n);
-  const int64_t cores = std::max<int64_t>(1, std::thread::hardware_concurrency());
+  const int64_t cores = Cores();
   const int64_t helpers = std::min<int64_t>({pool.num_threads(), cores - 1, n - 1});
   for (int64_t h = 0; h < helpers; ++h) pool.Schedule([job] { job->Work(); });
   job->Work();

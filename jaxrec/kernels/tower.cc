@@ -59,7 +59,7 @@ struct Block {
 int64_t Parts(int64_t rows, const std::vector<Layer>& layers) {
   int64_t flops = 0;
   for (const Layer& l : layers) flops += 2 * rows * l.in * l.out;
-  const int64_t cores = std::max<int64_t>(1, std::thread::hardware_concurrency());
+  const int64_t cores = jaxrec::Cores();
   return flops < kSplitFlops ? 1 : std::max<int64_t>(1, std::min(cores, rows));
 }
 
