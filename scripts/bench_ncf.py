@@ -184,6 +184,39 @@ def ncf_epoch_seconds(name, tables="dense", matmul="xla") -> float:
   return timing.median_seconds(epoch, repeats=1)
 
 
+# The JAX contenders compared with PyTorch, each with its metrics' prefix
+# ('' for plain jax): examples_per_s, ratio_vs_torch, flops_fraction_of_peak.
+CONTENDERS = {"jax": "", "jax_row_adam": "row_adam_", "jax_blas": "blas_",
+              "jax_fused": "fused_"}
+
+
+def _ratios(per_round, name):
+  """Each round's rate of contender `name` over PyTorch's."""
+  return np.divide(per_round[name], per_round["torch"])
+
+
+def round_ratios(per_round) -> str:
+  """Each round's contender/torch ratios, 'a/b/c/dx' in CONTENDERS order."""
+  columns = zip(*(_ratios(per_round, k) for k in CONTENDERS))
+  return ", ".join("/".join(f"{r:.2f}x" for r in c) for c in columns)
+
+
+def step_row(name, factors, batch, per_round, peak) -> dict:
+  """The train-step row: every contender's median examples/s, its median
+  paired ratio to PyTorch, and its dense-layer FLOP/s over `peak`."""
+  rate = {k: float(np.median(v)) for k, v in per_round.items()}
+  flops = flops_per_example(name, factors)
+  metrics = {f"{k}_examples_per_s": rate[k]
+             for k in (*CONTENDERS, "jax_1step", "torch")}
+  metrics.update({f"{p}ratio_vs_torch": float(np.median(_ratios(per_round, k)))
+                  for k, p in CONTENDERS.items()})
+  metrics.update({f"{p}flops_fraction_of_peak": rate[k] * flops / peak
+                  for k, p in CONTENDERS.items()})
+  return {"model": name, "variant": f"factors={factors},batch={batch}",
+          "dataset": "ml-1m shapes", "protocol": "train-step",
+          "metrics": {k: {"mean": v, "std": 0.0} for k, v in metrics.items()}}
+
+
 def main():
   parser = argparse.ArgumentParser()
   parser.add_argument("--out", default="results")
@@ -211,38 +244,9 @@ def main():
           "jax_1step": jax_runner(name, factors, batch, 1),
           "torch": torch_runner(name, factors, batch, min(steps, 64))},
           args.rounds, args.repeats)
-      jx, jr, jb, jf, jx1, th = (
-          float(np.median(per_round[k])) for k in
-          ("jax", "jax_row_adam", "jax_blas", "jax_fused", "jax_1step",
-           "torch"))
-      ratios = lambda k: np.divide(per_round[k], per_round["torch"])
-      round_notes.append(
-          f"{name} factors={factors},batch={batch}: " + ", ".join(
-              f"{a:.2f}x/{b:.2f}x/{c:.2f}x/{d:.2f}x" for a, b, c, d in zip(
-                  ratios("jax"), ratios("jax_row_adam"),
-                  ratios("jax_blas"), ratios("jax_fused"))))
-      rows.append({
-          "model": name, "variant": f"factors={factors},batch={batch}",
-          "dataset": "ml-1m shapes", "protocol": "train-step",
-          "metrics": {k: {"mean": v, "std": 0.0} for k, v in {
-              "jax_examples_per_s": jx, "jax_row_adam_examples_per_s": jr,
-              "jax_blas_examples_per_s": jb,
-              "jax_fused_examples_per_s": jf,
-              "jax_1step_examples_per_s": jx1, "torch_examples_per_s": th,
-              "ratio_vs_torch": float(np.median(ratios("jax"))),
-              "row_adam_ratio_vs_torch": float(np.median(
-                  ratios("jax_row_adam"))),
-              "blas_ratio_vs_torch": float(np.median(ratios("jax_blas"))),
-              "fused_ratio_vs_torch": float(np.median(ratios("jax_fused"))),
-              "flops_fraction_of_peak":
-                  jx * flops_per_example(name, factors) / peak,
-              "row_adam_flops_fraction_of_peak":
-                  jr * flops_per_example(name, factors) / peak,
-              "blas_flops_fraction_of_peak":
-                  jb * flops_per_example(name, factors) / peak,
-              "fused_flops_fraction_of_peak":
-                  jf * flops_per_example(name, factors) / peak,
-          }.items()}})
+      rows.append(step_row(name, factors, batch, per_round, peak))
+      round_notes.append(f"{name} factors={factors},batch={batch}: "
+                         + round_ratios(per_round))
       print(rows[-1]["variant"], name, {k: round(v["mean"], 3)
                                         for k, v in rows[-1]["metrics"]
                                         .items()}, flush=True)
