@@ -62,6 +62,28 @@ def test_dense_init_sets_the_towers_kernel_scale_only(cls):
       jax.tree.map(np.testing.assert_array_equal, lecun[name], glorot[name])
 
 
+@pytest.mark.parametrize("cls", [ncf.GMF, ncf.MLP, ncf.NeuMF])
+def test_out_init_sets_the_output_kernel_scale_only(cls):
+  # Default: nn.Dense's LeCun-normal, std sqrt(1 / fan_in) = 0.125 or
+  # 0.088 here; 'normal': N(0, 0.01^2), the paper's text.  No other
+  # parameter moves, nor the output bias.
+  model = lambda init: cls(n_users=50, n_items=40, factors=64,
+                           out_init=init)
+  plain, normal = _params(model("lecun_normal")), _params(model("normal"))
+  fan_in = 128 if cls is ncf.NeuMF else 64
+  ids = jnp.ones((1,), jnp.int32)
+  assert plain["out"]["kernel"].std() > 0.07
+  assert 0.006 < normal["out"]["kernel"].std() < 0.015
+  assert normal["out"]["kernel"].shape == (fan_in, 1)
+  for name in plain:
+    if name != "out":
+      jax.tree.map(np.testing.assert_array_equal, plain[name], normal[name])
+  np.testing.assert_array_equal(plain["out"]["bias"], normal["out"]["bias"])
+  with pytest.raises(ValueError, match="out_init 'gauss' is not a"):
+    cls(n_users=5, n_items=4, out_init="gauss").init(jax.random.key(0), ids,
+                                                    ids)
+
+
 class _PlainTower(nn.Module):
   """Tower's layers with nn.Dense's own default initialisers."""
 

@@ -19,6 +19,17 @@ from jaxrec.models.attention import dot_product_attention
 from jaxrec.models.dropout import Dropout
 
 
+def initializer(name: str, what: str = "initialiser"):
+  """The jax.nn.initializers factory `name` called with its defaults, e.g.
+  'lecun_normal' (Flax's Dense default), 'glorot_uniform' (Keras's) or
+  'normal' (N(0, 0.01^2)); `what` names the setting in the error."""
+  factory = getattr(jax.nn.initializers, name, None)
+  if not callable(factory):
+    raise ValueError(f"{what} {name!r} is not a jax.nn.initializers factory "
+                     "(e.g. 'lecun_normal', 'glorot_uniform', 'normal')")
+  return factory()
+
+
 class Tower(nn.Module):
   """A ReLU MLP: Dense -> ReLU for every width in `widths`.
 
@@ -51,12 +62,7 @@ class Tower(nn.Module):
       raise ValueError(f"Tower dtype {self.dtype!r} needs matmul='xla' "
                        f"(matmul={self.matmul!r} takes float32 layers)")
     dot = matmul.dense_dot_general(self.matmul)
-    factory = getattr(jax.nn.initializers, self.kernel_init, None)
-    if not callable(factory):
-      raise ValueError(f"Tower kernel_init {self.kernel_init!r} is not a "
-                       "jax.nn.initializers factory (e.g. 'lecun_normal', "
-                       "'glorot_uniform')")
-    init = factory()
+    init = initializer(self.kernel_init, "Tower kernel_init")
     self.dense = [nn.Dense(w, dot_general=dot, kernel_init=init,
                            dtype=self.dtype)
                   for w in self.widths]                # dense_0, dense_1, ...

@@ -26,7 +26,10 @@ Deviations: MLP-0 (no hidden layer) uses embeddings F wide so that its
 output layer sees 2F inputs; initialisers are Flax's (normal(0.01) for
 embeddings as in the paper, LeCun-normal for dense layers).  `dense_init`
 names the tower's kernel initialiser instead: 'glorot_uniform' is the one
-the authors' Keras code used (Keras's default).  `tower_dtype='bfloat16'`
+the authors' Keras code used (Keras's default); `out_init` names the
+output layer's.  With both 'normal' every weight matrix starts N(0, 0.01^2),
+the paper's text (§4.1: "model parameters" drawn from a Gaussian of mean 0
+and standard deviation 0.01).  `tower_dtype='bfloat16'`
 runs the tower in mixed precision (float32 parameters, bfloat16 products);
 the output layer stays float32 (its inputs are promoted).
 
@@ -38,7 +41,7 @@ from __future__ import annotations
 import flax.linen as nn
 import jax.numpy as jnp
 
-from jaxrec.models.layers import Tower, pair_grid, row_sum_sq
+from jaxrec.models.layers import Tower, initializer, pair_grid, row_sum_sq
 
 _EMBED_INIT = nn.initializers.normal(0.01)
 
@@ -56,6 +59,11 @@ def _embed(n: int, dim: int) -> nn.Embed:
   return nn.Embed(n + 1, dim, embedding_init=_EMBED_INIT)
 
 
+def _output(init: str) -> nn.Dense:
+  """The output layer h (bias included), its kernel drawn by `init`."""
+  return nn.Dense(1, kernel_init=initializer(init, "out_init"))
+
+
 def _pair_l2(user_embed, item_embed, users, items):
   """(B,) squared norm of each row's user embedding plus its items' (items
   (B,) or (B, K), every one counted): the per-example L2 of train.l2."""
@@ -66,11 +74,12 @@ class GMF(nn.Module):
   n_users: int
   n_items: int
   factors: int = 8
+  out_init: str = "lecun_normal"   # the output layer's kernel
 
   def setup(self):
     self.user_embed = _embed(self.n_users, self.factors)
     self.item_embed = _embed(self.n_items, self.factors)
-    self.out = nn.Dense(1)
+    self.out = _output(self.out_init)
 
   def __call__(self, users, items, train: bool = False):
     """Logits (B,) for users (B,), items (B,)."""
@@ -96,6 +105,7 @@ class MLP(nn.Module):
   embed_dim: int = 0        # MLP embedding width; 0 = mlp_embed_dim(F, L)
   matmul: str = "xla"       # 'xla', 'blas', 'blas_bf16', 'blas_fused'
   dense_init: str = "lecun_normal"  # the tower's kernels (Tower.kernel_init)
+  out_init: str = "lecun_normal"    # the output layer's kernel
   tower_dtype: str = "float32"     # e.g. 'bfloat16' (Tower.dtype)
 
   def setup(self):
@@ -105,7 +115,7 @@ class MLP(nn.Module):
     self.tower = Tower(tower_widths(self.factors, self.layers),
                        matmul=self.matmul, kernel_init=self.dense_init,
                        dtype=self.tower_dtype)
-    self.out = nn.Dense(1)
+    self.out = _output(self.out_init)
 
   def __call__(self, users, items, train: bool = False):
     """Logits (B,) for users (B,), items (B,)."""
@@ -144,6 +154,7 @@ class NeuMF(nn.Module):
   embed_dim: int = 0        # MLP embedding width; 0 = mlp_embed_dim(F, L)
   matmul: str = "xla"       # 'xla', 'blas', 'blas_bf16', 'blas_fused'
   dense_init: str = "lecun_normal"  # the tower's kernels (Tower.kernel_init)
+  out_init: str = "lecun_normal"    # the output layer's kernel
   tower_dtype: str = "float32"     # e.g. 'bfloat16' (Tower.dtype)
 
   def setup(self):
@@ -155,7 +166,7 @@ class NeuMF(nn.Module):
     self.tower = Tower(tower_widths(self.factors, self.layers),
                        matmul=self.matmul, kernel_init=self.dense_init,
                        dtype=self.tower_dtype)
-    self.out = nn.Dense(1)
+    self.out = _output(self.out_init)
 
   def __call__(self, users, items, train: bool = False):
     """Logits (B,) for users (B,), items (B,)."""
