@@ -84,6 +84,25 @@ def test_out_init_sets_the_output_kernel_scale_only(cls):
                                                     ids)
 
 
+class _PlainGMF(nn.Module):
+  """GMF as built before out_init: nn.Dense's own default output layer."""
+
+  def setup(self):
+    self.user_embed = ncf._embed(50, 64)
+    self.item_embed = ncf._embed(40, 64)
+    self.out = nn.Dense(1)
+
+  def __call__(self, users, items):
+    return self.out(self.user_embed(users) * self.item_embed(items))
+
+
+def test_default_out_init_draws_what_nn_dense_draws():
+  # The option must not move the plain rows' initial parameters.
+  jax.tree.map(np.testing.assert_array_equal,
+               _params(ncf.GMF(n_users=50, n_items=40, factors=64)),
+               _params(_PlainGMF()))
+
+
 class _PlainTower(nn.Module):
   """Tower's layers with nn.Dense's own default initialisers."""
 
