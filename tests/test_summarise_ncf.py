@@ -68,7 +68,10 @@ def test_collect_keeps_each_files_own_factors_in_order(tmp_path):
                _row("NeuMF-pre", 32, 0.71, suffix=",row-adam,tuned")],
            "ncf_ml1m_grid32_tuned": [
                _row("MLP-3", 32, 0.68, suffix=",row-adam,batch=256,lr=0.0005"),
-               _row("MLP-3", 32, 0.5, suffix=",row-adam,batch=512,lr=0.001")]}
+               _row("MLP-3", 32, 0.5, suffix=",row-adam,batch=512,lr=0.001")],
+           "ncf_ml1m_paper_init": [
+               _row("NeuMF", 8, 0.678, suffix=",row-adam,paper-init"),
+               _row("MLP-3", 64, 0.5, suffix=",row-adam,blas-fused")]}  # not this
   for name, rows in files.items():
     (tmp_path / f"{name}.json").write_text(json.dumps({"rows": rows}))
   rows = summarise.collect(tmp_path)
@@ -80,6 +83,7 @@ def test_collect_keeps_each_files_own_factors_in_order(tmp_path):
       ("MLP-3", "factors=32,row-adam,blas,code-embed"),
       ("NeuMF", "factors=8,refit"),
       ("NeuMF", "factors=8,row-adam,batch=128,lr=0.001"),
+      ("NeuMF", "factors=8,row-adam,paper-init"),
       ("NeuMF", "factors=16"),
       ("NeuMF-pre", "factors=8,adam-finetune"),
       ("NeuMF-pre", "factors=8,row-adam,grid8-tuned"),
