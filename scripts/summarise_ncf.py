@@ -58,6 +58,7 @@ SOURCES = {"ncf_ml1m": ("factors=8", "factors=16"),
            "ncf_ml1m_grid32_tuned": (
                "factors=32,row-adam,batch=256,lr=0.0005",),
            "ncf_ml1m_paper_init": ("factors=8,row-adam,paper-init",
+                                   "factors=16,row-adam,paper-init",
                                    "factors=64,row-adam,paper-init")}
 MODELS = ("GMF", "MLP-3", "NeuMF", "NeuMF-pre")
 METRICS = ("HR@10", "NDCG@10", "MRR")
