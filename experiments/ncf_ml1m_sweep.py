@@ -56,8 +56,8 @@ def _workdir(model, variant, seed):
   return f"{{root}}/{model}-{variant}-seed{seed}"
 
 
-def _gmf(factors):
-  return {"model": {"name": "gmf", "factors": factors}}
+def _gmf(factors, **extra):
+  return {"model": {"name": "gmf", "factors": factors, **extra}}
 
 
 def _mlp(factors, **extra):
@@ -171,7 +171,7 @@ def _paper_init(seed, factors):
   fine-tunes that GMF and MLP-3, its weights all copied from them."""
   tag = f"factors={factors},row-adam,paper-init"
   kernel = {"optim.tables": "row_adam"}
-  gmf = {"model": {**_gmf(factors)["model"], "out_init": "normal"}}
+  gmf = _gmf(factors, out_init="normal")
   mlp = _mlp(factors, matmul="blas_fused", dense_init="normal",
              out_init="normal")
   neumf = {"model.matmul": "blas_fused", "model.dense_init": "normal",

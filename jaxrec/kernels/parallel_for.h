@@ -15,6 +15,11 @@
 
 namespace jaxrec {
 
+// The cores the kernels share work between (at least 1).
+inline int64_t Cores() {
+  return std::max<int64_t>(1, std::thread::hardware_concurrency());
+}
+
 // Items are claimed in turn from a counter.  The job lives on the heap
 // because a pool task may start after ParallelFor has returned (when every
 // pool thread was busy, e.g. with other devices' kernels under pmap): such
@@ -22,11 +27,6 @@ namespace jaxrec {
 // works too and waits only for items that running threads have claimed, so
 // it never waits on a task that has not started.  fn runs only on items
 // claimed before ParallelFor returns, so it may refer to the caller's data.
-// The cores the kernels share work between (at least 1).
-inline int64_t Cores() {
-  return std::max<int64_t>(1, std::thread::hardware_concurrency());
-}
-
 template <typename Fn>
 void ParallelFor(xla::ffi::ThreadPool& pool, int64_t n, Fn fn) {
   struct Job {
