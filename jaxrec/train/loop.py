@@ -21,7 +21,9 @@ from jaxrec.models.popularity import popularity_score_fn
 from jaxrec.train import records, row_sparse, setup, tasks, trainer
 
 
-def _prepare_data(config, workdir: Path):
+def prepare_data(config, workdir: Path):
+  """(split, evaluation sets by role, protocol name, negatives sha256) of
+  `config.data`: what every run of that config is evaluated on."""
   split, test_negatives = datasets.load_split(config.data,
                                               config.data.split_seed)
   if split.protocol == "ratio":
@@ -168,7 +170,7 @@ def train_and_evaluate(config, workdir: str | Path) -> dict:
   """
   workdir = Path(workdir)
   records.write_run_header(workdir, config)
-  split, sets, protocol, digest = _prepare_data(config, workdir)
+  split, sets, protocol, digest = prepare_data(config, workdir)
   info = {"protocol": protocol, "negatives_sha256": digest,
           "dataset": split.train.name, "split": split.protocol}
 
