@@ -1,6 +1,5 @@
 """scripts/compare_runs.py: rows from run directories of separate sweeps."""
 
-import importlib.util
 import json
 import re
 from pathlib import Path
@@ -9,11 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-ROOT = Path(__file__).resolve().parents[1]
-spec = importlib.util.spec_from_file_location(
-    "compare_runs", ROOT / "scripts" / "compare_runs.py")
-compare_runs = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(compare_runs)
+from scripts import compare_runs
 
 KEY = "test/p/HR@10"
 

@@ -1,6 +1,5 @@
 """scripts/ncf_ensembles.py: NeuMF-pre at step 0 scored as its halves' mean."""
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -9,12 +8,7 @@ from ml_collections import ConfigDict
 
 from experiments.configs.base import base_config
 from jaxrec.train.loop import train_and_evaluate
-
-ROOT = Path(__file__).resolve().parents[1]
-spec = importlib.util.spec_from_file_location(
-    "ncf_ensembles", ROOT / "scripts" / "ncf_ensembles.py")
-ncf_ensembles = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(ncf_ensembles)
+from scripts import ncf_ensembles
 
 VARIANT = "tiny"
 

@@ -1,18 +1,13 @@
 """scripts/pool_seeds.py: one row from rows over disjoint seeds in several
 results files."""
 
-import importlib.util
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-spec = importlib.util.spec_from_file_location(
-    "pool_seeds", ROOT / "scripts" / "pool_seeds.py")
-pool_seeds = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(pool_seeds)
+from scripts import pool_seeds
 
 
 def _file(path: Path, variant: str, by_protocol: dict[str, np.ndarray]):

@@ -4,7 +4,6 @@ rates against the reference."""
 
 import argparse
 import contextlib
-import importlib.util
 import subprocess
 import sys
 import time
@@ -12,11 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from scripts import seq_steps
+
 ROOT = Path(__file__).resolve().parents[1]
-spec = importlib.util.spec_from_file_location(
-    "seq_steps", ROOT / "scripts" / "seq_steps.py")
-seq_steps = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(seq_steps)
 
 
 def test_jax_step_runs_without_importing_torch():

@@ -1,14 +1,8 @@
 """scripts/summarise_ncf.py: picks each file's own factors, judges the gap."""
 
-import importlib.util
 import json
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-spec = importlib.util.spec_from_file_location(
-    "summarise_ncf", ROOT / "scripts" / "summarise_ncf.py")
-summarise = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(summarise)
+from scripts import summarise_ncf as summarise
 
 
 def _row(model, factors, hr, paper_hr=None, suffix=""):

@@ -1,18 +1,12 @@
 """scripts/summarise_test_trace.py: our reading and the best-test reading."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
 from jaxrec.train import records
+from scripts import summarise_test_trace as summarise
 
-ROOT = Path(__file__).resolve().parents[1]
-spec = importlib.util.spec_from_file_location(
-    "summarise_test_trace", ROOT / "scripts" / "summarise_test_trace.py")
-summarise = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(summarise)
 P = "ncf-sampled-99"
 
 
