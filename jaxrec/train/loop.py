@@ -22,8 +22,9 @@ from jaxrec.train import records, row_sparse, setup, tasks, trainer
 
 
 def prepare_data(config, workdir: Path):
-  """(split, evaluation sets by role, protocol name, negatives sha256) of
-  `config.data`: what every run of that config is evaluated on."""
+  """(split, evaluation sets by role, protocol name, negatives sha256): what
+  every run of `config` is evaluated on.  Sampled validation negatives are
+  cached in `config.eval.negatives_dir`, else in `workdir`/eval_negatives."""
   split, test_negatives = datasets.load_split(config.data,
                                               config.data.split_seed)
   if split.protocol == "ratio":
