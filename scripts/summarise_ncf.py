@@ -51,6 +51,8 @@ SOURCES = {"ncf_ml1m": ("factors=8", "factors=16"),
                "factors=8,row-adam,grid8-tuned"),
            "ncf_ml1m_code_embed32": (
                "factors=32,row-adam,blas,code-embed",),
+           "ncf_ml1m_code_embed64": (
+               "factors=64,row-adam,blas,code-embed",),
            "ncf_ml1m_tuned16": ("factors=16,row-adam,batch=128,lr=0.001",
                                 "factors=16,row-adam,tuned"),
            "ncf_ml1m_tuned32": ("factors=32,row-adam,batch=128,lr=0.001",

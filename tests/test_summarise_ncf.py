@@ -54,6 +54,9 @@ def test_collect_keeps_each_files_own_factors_in_order(tmp_path):
            "ncf_ml1m_code_embed32": [
                _row("MLP-3", 32, 0.69, suffix=",row-adam,blas,code-embed"),
                _row("GMF", 32, 0.5, suffix=",row-adam")],  # not this file's
+           "ncf_ml1m_code_embed64": [
+               _row("MLP-3", 64, 0.69, suffix=",row-adam,blas,code-embed"),
+               _row("GMF", 64, 0.5, suffix=",row-adam")],  # not this file's
            "ncf_ml1m_tuned16": [
                _row("NeuMF-pre", 16, 0.69, suffix=",row-adam,tuned"),
                _row("MLP-3", 16, 0.5, suffix=",row-adam,batch=256,lr=0.001")],
@@ -75,6 +78,7 @@ def test_collect_keeps_each_files_own_factors_in_order(tmp_path):
       ("MLP-3", "factors=32,row-adam,batch=128,lr=0.001"),
       ("MLP-3", "factors=32,row-adam,batch=256,lr=0.0005"),
       ("MLP-3", "factors=32,row-adam,blas,code-embed"),
+      ("MLP-3", "factors=64,row-adam,blas,code-embed"),
       ("NeuMF", "factors=8,refit"),
       ("NeuMF", "factors=8,row-adam,batch=128,lr=0.001"),
       ("NeuMF", "factors=8,row-adam,paper-init"),
