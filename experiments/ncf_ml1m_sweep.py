@@ -30,6 +30,8 @@ GMF_L2 = (1e-3, LONG_EPOCHS)
 # The same on MLP-3 (about 14 min a run at 64 factors, so two values, with
 # the 20-epoch cap), and NeuMF-pre fine-tuning each with the TUNED GMF.
 MLP_L2_GRID = (1e-4, 1e-3)
+# NeuMF-pre's plain SGD on the tables, by a row-sparse scatter-add.
+ROW_SGD = {"optim.tables": "row_sgd"}
 PAPER = {
     "NeuMF-pre": {8: (.684, .403), 16: (.707, .426), 32: (.726, .445),
                   64: (.730, .447)},
@@ -76,15 +78,21 @@ def _neumf(variant, seed, factors, extra):
               {"model.factors": factors, **extra})
 
 
+def _pre(variant, seed, factors, extra=None, gmf=None, mlp=None):
+  """The NeuMF-pre row of `variant` (with `extra` overrides), fine-tuning
+  the GMF and MLP-3 runs of variants `gmf` and `mlp` (default: `variant`)."""
+  return _run("NeuMF-pre", variant, seed, factors, {**(extra or {}),
+              **_pretrained(factors, _workdir("GMF", gmf or variant, seed),
+                            _workdir("MLP-3", mlp or variant, seed))})
+
+
 def _trio(variant, seed, factors, extra):
   """GMF, MLP-3 and NeuMF-pre rows of `variant`, each with the `extra`
   overrides; NeuMF-pre fine-tunes this variant's GMF and MLP-3 runs."""
   return [
       _run("GMF", variant, seed, factors, {**_gmf(factors), **extra}),
       _run("MLP-3", variant, seed, factors, {**_mlp(factors), **extra}),
-      _run("NeuMF-pre", variant, seed, factors, {**extra, **_pretrained(
-          factors, _workdir("GMF", variant, seed),
-          _workdir("MLP-3", variant, seed))})]
+      _pre(variant, seed, factors, extra)]
 
 
 def _grid_variant(factors, batch, lr):
@@ -143,13 +151,9 @@ def _tuned(seed, factors, tag="tuned", gmf_variant=None, mlp_variant=None):
   runs at the settings validation chose (TUNED): the grid's rows of that
   cell at 64 factors, get_sweep's TUNED rows at the others.  With
   `gmf_variant` (`mlp_variant`), that half is that variant's run instead."""
-  def workdir(model, variant=None):
-    return _workdir(model, variant or _grid_variant(factors, *TUNED[model]),
-                    seed)
-  return [_run("NeuMF-pre", f"factors={factors},row-adam,{tag}", seed,
-               factors, {"optim.tables": "row_sgd", **_pretrained(
-                   factors, workdir("GMF", gmf_variant),
-                   workdir("MLP-3", mlp_variant))})]
+  cell = lambda model: _grid_variant(factors, *TUNED[model])  # noqa: E731
+  return [_pre(f"factors={factors},row-adam,{tag}", seed, factors, ROW_SGD,
+               gmf_variant or cell("GMF"), mlp_variant or cell("MLP-3"))]
 
 
 def _glorot(seed, factors, cells):
@@ -179,10 +183,7 @@ def _paper_init(seed, factors):
   return [_run("GMF", tag, seed, factors, {**gmf, **kernel}),
           _run("MLP-3", tag, seed, factors, {**mlp, **kernel}),
           _neumf(tag, seed, factors, {**kernel, **neumf}),
-          _run("NeuMF-pre", tag, seed, factors, {
-              "optim.tables": "row_sgd", **_pretrained(
-                  factors, _workdir("GMF", tag, seed),
-                  _workdir("MLP-3", tag, seed))})]
+          _pre(tag, seed, factors, ROW_SGD)]
 
 
 def get_sweep():
@@ -221,8 +222,7 @@ def get_sweep():
           _run("MLP-3", code, seed, factors,
                _mlp(factors, embed_dim=factors * 4)),
           _neumf(code, seed, factors, embed),
-          _run("NeuMF-pre", code, seed, factors, {**embed, **_pretrained(
-              factors, gmf, _workdir("MLP-3", code, seed))})]
+          _pre(code, seed, factors, embed, gmf=variant)]
       # Refit: the epoch count chosen on validation as above, then the
       # model retrained on train + validation (the released code's training
       # set) and test read once; NeuMF-pre's second phase fine-tunes its
@@ -247,10 +247,7 @@ def get_sweep():
       runs += [_run("GMF", rows, seed, factors, {**_gmf(factors), **kernel}),
                _run("MLP-3", rows, seed, factors, {**_mlp(factors), **kernel}),
                _neumf(rows, seed, factors, kernel),
-               _run("NeuMF-pre", rows, seed, factors, {
-                   "optim.tables": "row_sgd", **_pretrained(
-                       factors, _workdir("GMF", rows, seed),
-                       _workdir("MLP-3", rows, seed))})]
+               _pre(rows, seed, factors, ROW_SGD)]
       # The same with the towers' products by MKL's sgemm as well
       # (model.matmul='blas', jaxrec.kernels.blas): the fastest set-up on a
       # CPU; the same products to float32 rounding.
@@ -283,10 +280,7 @@ def get_sweep():
       runs += [_run("MLP-3", code_fast, seed, factors, {
                    **_mlp(factors, matmul="blas", embed_dim=factors * 4),
                    **kernel}),
-               _run("NeuMF-pre", code_fast, seed, factors, {
-                   "optim.tables": "row_sgd", **embed, **_pretrained(
-                       factors, _workdir("GMF", rows, seed),
-                       _workdir("MLP-3", code_fast, seed))})]
+               _pre(code_fast, seed, factors, {**ROW_SGD, **embed}, gmf=rows)]
       # The released code's whole reading (eval.select_role='test', leaky):
       # GMF, MLP-3 and NeuMF-pre each keep their epoch of best test HR@10,
       # and NeuMF-pre starts from the GMF and MLP-3 so chosen, as the
