@@ -16,7 +16,6 @@ protocol and metric.
 """
 
 import importlib.util
-import json
 import re
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from jaxrec import checkpoint, results
+from jaxrec.train import records
 from jaxrec.train.families import train_and_evaluate
 
 _CONFIG = config_flags.DEFINE_config_file("config", lock_config=False)
@@ -111,7 +111,7 @@ def run_sweep(config, sweep: list[dict], root: Path,
     workdir = root / run_name(entry)
     done = workdir / "results.json"
     if done.exists():
-      result = json.loads(done.read_text())
+      result = records.read_json(done)
     else:
       logging.info("sweep run %s", workdir.name)
       result = train_and_evaluate(cfg, workdir)

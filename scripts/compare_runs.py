@@ -16,7 +16,6 @@ on different users or negatives are refused.  Writes results/<name>.*.
 from __future__ import annotations
 
 import glob
-import json
 import os
 import sys
 from pathlib import Path
@@ -26,6 +25,7 @@ from absl import app, flags
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from jaxrec import results  # noqa: E402
+from jaxrec.train import records  # noqa: E402
 
 
 def load_group(spec: str) -> list[dict]:
@@ -43,7 +43,7 @@ def load_group(spec: str) -> list[dict]:
                      "holds a results.json (a finished run)")
   runs = []
   for d in dirs:
-    result = json.loads((Path(d) / "results.json").read_text())
+    result = records.read_json(Path(d) / "results.json")
     runs.append({"model": model, "variant": variant,
                  "dataset": result["dataset"], "result": result,
                  "workdir": d})

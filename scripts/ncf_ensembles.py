@@ -23,7 +23,6 @@ results/<name>.md and .json, one table per --variant.
 from __future__ import annotations
 
 import itertools
-import json
 import os
 import sys
 from pathlib import Path
@@ -45,14 +44,14 @@ ROLES = ("test", "valid")
 
 def _config(workdir: Path) -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(
-      json.loads((workdir / "config.json").read_text()))
+      records.read_json(workdir / "config.json"))
 
 
 def _result(workdir: Path) -> dict:
   path = workdir / "results.json"
   if not path.exists():
     raise FileNotFoundError(f"{path}: no results.json; is the run finished?")
-  return json.loads(path.read_text())
+  return records.read_json(path)
 
 
 def mean_logits(members: list[tuple]):
@@ -160,7 +159,7 @@ def main(argv):
   rows = [row for t in tables.values() for row in t["rows"]]
   json_path, _ = results.write(f.name, rows, results.command_line(),
                                f.results_dir, notes=f.note)
-  data = json.loads(json_path.read_text())
+  data = records.read_json(json_path)
   data["pairs"] = {v: t["pairs"] for v, t in tables.items()}
   records.write_json(json_path, data)
   print(json_path.with_suffix(".md").read_text())

@@ -20,7 +20,6 @@ it is not a result: it tells a gap in the model from a gap in the protocol.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import sys
@@ -55,7 +54,7 @@ def traced_runs(sweep: list[dict], root: Path, only: str
     if not done.exists():
       missing.append(name)
       continue
-    result = json.loads(done.read_text())
+    result = records.read_json(done)
     peak = records.best_traced_test(root / name,
                                     f"{result['protocol']}/{SELECT}")
     if peak is None:

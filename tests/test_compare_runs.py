@@ -59,3 +59,10 @@ def test_refuses_runs_on_other_negatives_and_empty_groups(tmp_path):
   malformed = re.escape("expected 'MODEL|VARIANT|GLOB'")
   with pytest.raises(ValueError, match=malformed):
     compare_runs.compare(["C|z"], ("HR@10",))
+
+
+def test_a_corrupt_results_file_is_named(tmp_path):
+  _run(tmp_path / "A-seed0", np.ones(5))
+  (tmp_path / "A-seed0" / "results.json").write_text('{"dataset": ')
+  with pytest.raises(ValueError, match=r"A-seed0/results\.json:1:13"):
+    compare_runs.load_group(f"A|v|{tmp_path}/A-seed*")

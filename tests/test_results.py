@@ -271,3 +271,13 @@ def test_valid_rows_summarise_the_chosen_epochs_validation_figures():
   # No per-user validation values: the valid rows get no p-value.
   tested = results.significance(runs, rows, ("HR@10",))
   assert "significance" not in tested[2]
+
+
+def test_read_json_round_trips_and_names_where_a_file_breaks(tmp_path):
+  path = tmp_path / "results.json"
+  records.write_json(path, {"a": [1, 2.5], "b": "x"})
+  assert records.read_json(path) == {"a": [1, 2.5], "b": "x"}
+  path.write_text('{\n  "a": 1,\n  "b": \n}\n')     # a value is missing
+  with pytest.raises(ValueError, match=r"results\.json:4:1: expected JSON"):
+    records.read_json(path)
+  assert path.read_text() == '{\n  "a": 1,\n  "b": \n}\n'  # left as it was

@@ -19,7 +19,6 @@ trains through a custom step on the 'single' launcher, the others through
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import jax
@@ -31,7 +30,7 @@ import optax
 from jaxrec import checkpoint, metrics
 from jaxrec.data import ctr_datasets, fields
 from jaxrec.models import deepfm, fm
-from jaxrec.train import trainer
+from jaxrec.train import records, trainer
 from jaxrec.train.setup import build_optimizer
 from jaxrec.train.step import TrainState
 
@@ -197,7 +196,7 @@ def load_trained(workdir, data_dir=None):
   """
   workdir = Path(workdir)
   config = ml_collections.ConfigDict(
-      json.loads((workdir / "config.json").read_text()))
+      records.read_json(workdir / "config.json"))
   if data_dir is not None:
     config.data.dir = str(data_dir)
   dataset, extra = load_data(config)

@@ -153,6 +153,17 @@ def best_traced_test(workdir: Path, metric: str) -> dict | None:
   return max(traced, key=lambda r: (r[metric], -r["epoch"]))
 
 
+def read_json(path: Path):
+  """The JSON document in `path`; one that does not parse is an error
+  naming the file, line and column."""
+  path = Path(path)
+  try:
+    return json.loads(path.read_text())
+  except json.JSONDecodeError as e:
+    raise ValueError(f"{path}:{e.lineno}:{e.colno}: expected JSON "
+                     f"({e.msg})") from None
+
+
 def write_json(path: Path, obj) -> None:
   """Writes JSON atomically (a reader never sees half a file)."""
   tmp = Path(str(path) + ".tmp")

@@ -45,7 +45,7 @@ from jaxrec import evaluate, losses
 from jaxrec.data import datasets, evalsets, movielens, negatives, splits
 from jaxrec.data.interactions import Interactions
 from jaxrec.models import two_tower
-from jaxrec.train import setup, trainer
+from jaxrec.train import records, setup, trainer
 from jaxrec.train.step import TrainState
 
 # The label of TFRS's top-K accuracy: all items ranked, none masked.
@@ -324,13 +324,12 @@ def train_and_evaluate(config, workdir) -> dict:
 def restore_run(workdir):
   """A finished run's (config, split, eval sets, model, best params,
   features), rebuilt from its config.json and best checkpoint."""
-  import json
   from pathlib import Path
   import ml_collections
   from jaxrec import checkpoint
   workdir = Path(workdir)
   config = ml_collections.ConfigDict(
-      json.loads((workdir / "config.json").read_text()))
+      records.read_json(workdir / "config.json"))
   split, sets, _, features = load(config, workdir)
   train = split.train
   model, features = build_model(config, train.n_users, train.n_items,

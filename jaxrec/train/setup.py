@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import jax
@@ -13,6 +12,7 @@ import optax
 from jaxrec import checkpoint
 from jaxrec.models import ncf
 from jaxrec.models.mf import MF
+from jaxrec.train import records
 from jaxrec.train.step import TrainState
 
 MODELS = {"mf": MF, "gmf": ncf.GMF, "mlp": ncf.MLP, "neumf": ncf.NeuMF}
@@ -73,7 +73,7 @@ def pretrained_params(workdir: str | Path, n_users: int, n_items: int):
   """
   workdir = Path(workdir)
   config = ml_collections.ConfigDict(
-      json.loads((workdir / "config.json").read_text()))
+      records.read_json(workdir / "config.json"))
   template = create_state(build_model(config.model, n_users, n_items),
                           build_optimizer(config.optim), jax.random.key(0))
   with checkpoint.Checkpointer(workdir / "checkpoints") as ckpt:
